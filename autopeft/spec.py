@@ -1,0 +1,200 @@
+"""`SearchSpec`: everything one search needs, loaded from YAML with CLI overrides.
+
+Precedence is flag > file > default: `load_spec(path, overrides)` merges the YAML mapping with the
+overrides (dotted field paths such as ``"budget.max_params_pct"``) before validating, so every
+error names the field path and the expected value, e.g.
+``budget.max_params_pct: expected a number in (0, 100], got "ten"``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; the message is one line meant for the user."""
+
+
+def _expect(text: str) -> dict[str, Any]:
+    return {"expected": text}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class BudgetSpec(_Section):
+    """Hard upper bound on trainable adapter parameters; configurations above it are never trained."""
+
+    max_params_pct: float | None = Field(
+        1.0, gt=0, le=100, description="Largest trainable-parameter share, % of the base model.",
+        json_schema_extra=_expect("a number in (0, 100]"),
+    )
+    max_params: int | None = Field(
+        None, gt=0, description="Largest trainable-parameter count (absolute); both bounds apply if set.",
+        json_schema_extra=_expect("a positive integer"),
+    )
+
+
+class ObjectivesSpec(_Section):
+    """Maximise `metric` on the held-out split, minimise trainable parameters (% of the model)."""
+
+    metric: str = Field("auto", description="Metric to maximise; `auto` = the task's official metric.")
+    metric_floor: float = Field(
+        0.0, description="Metric value of the hypervolume reference point (worst acceptable metric).",
+        json_schema_extra=_expect("a number"),
+    )
+
+
+class FidelitySpec(_Section):
+    """How much training one trial gets; a search usually runs at a cheap fidelity."""
+
+    train_size: int | None = Field(
+        2000, gt=0, description="Training examples used (None = all).", json_schema_extra=_expect("a positive integer")
+    )
+    eval_size: int | None = Field(
+        500, gt=0, description="Held-out examples scored per trial (None = all).",
+        json_schema_extra=_expect("a positive integer"),
+    )
+    heldout_fraction: float = Field(
+        0.1, gt=0, lt=1, description="Share of train held out (seeded, stratified) for the search metric.",
+        json_schema_extra=_expect("a number in (0, 1)"),
+    )
+    epochs: float = Field(1.0, gt=0, description="Passes over the training subset.", json_schema_extra=_expect("a positive number"))
+    max_steps: int | None = Field(
+        None, gt=0, description="Optimizer-step cap; overrides epochs when set.", json_schema_extra=_expect("a positive integer")
+    )
+    max_seq_length: int = Field(128, gt=0, le=8192, description="Tokens per example after truncation.",
+                                json_schema_extra=_expect("an integer in (0, 8192]"))
+    batch_size: int = Field(32, gt=0, description="Examples per optimizer step.", json_schema_extra=_expect("a positive integer"))
+    learning_rate: float = Field(1e-3, gt=0, le=1, description="AdamW learning rate for adapter and head weights.",
+                                 json_schema_extra=_expect("a number in (0, 1]"))
+    seed: int = Field(0, ge=0, description="Seed for data subsets, initialisation and order.",
+                      json_schema_extra=_expect("a non-negative integer"))
+
+
+class OptimizerSpec(_Section):
+    """Which sampler proposes configurations."""
+
+    sampler: Literal["mobo", "autopeft", "botorch", "gp", "tpe", "nsga2", "random"] = Field(
+        "mobo", description="Sampler name; `mobo` is autopeft's default multi-objective BO.",
+        json_schema_extra=_expect("one of mobo, autopeft, botorch, gp, tpe, nsga2, random"),
+    )
+    n_startup_trials: int = Field(8, ge=1, description="Space-filling feasible trials before the surrogate is used.",
+                                  json_schema_extra=_expect("a positive integer"))
+    surrogate: Literal["gp", "saas"] = Field("gp", description="Surrogate of the task metric for `mobo`.",
+                                              json_schema_extra=_expect("gp or saas"))
+    seed: int | None = Field(None, description="Sampler seed (None = random).", json_schema_extra=_expect("an integer"))
+
+
+class ExecutionSpec(_Section):
+    """Where and how many trials run."""
+
+    trials: int = Field(20, gt=0, description="Completed trials to reach (a resumed study counts earlier ones).",
+                        json_schema_extra=_expect("a positive integer"))
+    workers: int = Field(1, gt=0, description="Trials evaluated at a time.", json_schema_extra=_expect("a positive integer"))
+    ray_address: str | None = Field(None, description="Ray cluster address; None starts Ray locally.")
+    gpus_per_trial: float = Field(1.0, ge=0, description="GPUs per trial where GPUs exist (fractions allowed).",
+                                  json_schema_extra=_expect("a non-negative number"))
+    cpus_per_trial: float = Field(1.0, gt=0, description="CPU slots per trial.", json_schema_extra=_expect("a positive number"))
+    max_retries: int = Field(2, ge=0, description="Retries of a trial whose worker died, before it is failed.",
+                             json_schema_extra=_expect("a non-negative integer"))
+
+
+class StorageSpec(_Section):
+    """The study database (Optuna RDB storage)."""
+
+    url: str = Field("sqlite:///autopeft.db", description="SQLAlchemy URL of the study DB.")
+    study: str | None = Field(None, description="Study name; default derived from model, task and space.")
+
+
+class SearchSpec(_Section):
+    """One search: model, task, space, objectives, budget, fidelity, optimiser, execution, storage."""
+
+    model: str = Field(..., min_length=1, description="Hugging Face hub name or local model directory.",
+                       json_schema_extra=_expect("a model name or directory"))
+    task: str = Field("glue:sst2", description="`glue:<name>` or a path to a CSV/TSV/JSONL file.")
+    data_dir: str | None = Field(None, description="Directory in the GLUE TSV layout (`<dir>/SST-2/train.tsv`).")
+    space: str = Field("lora", description="Built-in space name or path to a space YAML file.")
+    objectives: ObjectivesSpec = Field(default_factory=ObjectivesSpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    fidelity: FidelitySpec = Field(default_factory=FidelitySpec)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+
+
+def _field_info(model: type[BaseModel], loc: tuple[Any, ...]):
+    """The FieldInfo at `loc` inside `model`, or None when the path leaves the known fields."""
+    info = None
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return None
+        info = model.model_fields[part]
+        model = info.annotation
+    return info
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    path = ".".join(str(p) for p in loc) or "spec"
+    if error["type"] == "extra_forbidden":
+        parent = _field_info(SearchSpec, loc[:-1])
+        section = parent.annotation if parent is not None else SearchSpec
+        known = ", ".join(section.model_fields)
+        return f"{path}: unknown field; expected one of: {known}"
+    if error["type"] == "missing":
+        return f"{path}: required field is missing"
+    info = _field_info(SearchSpec, loc)
+    extra = info.json_schema_extra if info is not None and isinstance(info.json_schema_extra, dict) else {}
+    expected = extra.get("expected") or error["msg"].lower()
+    value = error.get("input")
+    shown = f'"{value}"' if isinstance(value, str) else repr(value)
+    return f"{path}: expected {expected}, got {shown}"
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[leaf] = value
+
+
+def build_spec(data: dict[str, Any] | None, overrides: dict[str, Any] | None = None) -> SearchSpec:
+    """Validate `data` with `overrides` (dotted path → value; None values are ignored) applied on top."""
+    merged: dict[str, Any] = yaml.safe_load(yaml.safe_dump(data or {}))  # deep copy of plain data
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(merged, dotted, value)
+    try:
+        return SearchSpec.model_validate(merged)
+    except ValidationError as exc:
+        raise SpecError(_describe(exc.errors()[0])) from None
+
+
+def load_spec(path: str | Path | None, overrides: dict[str, Any] | None = None) -> SearchSpec:
+    """Read a YAML spec (or none) and apply CLI overrides; raises `SpecError` with a one-line message."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise SpecError(f"{path}: spec file not found; pass the path of a YAML spec")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise SpecError(f"{path}: not valid YAML{where}; fix the syntax and retry") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise SpecError(f"{path}: expected a mapping of spec fields at the top level, got {type(loaded).__name__}")
+        data = loaded or {}
+    return build_spec(data, overrides)

@@ -1,0 +1,182 @@
+"""The structure of a transformer found from its config alone: blocks, their linear layers, sizes.
+
+The model is instantiated on the ``meta`` device (shapes, no weights, no memory), so any Hugging Face
+architecture works without hard-coding module names: the transformer blocks are the `nn.ModuleList`
+whose length is the config's layer count, and the linear layers inside one block are classified by
+peft's own per-architecture target tables, with name-based fallbacks for unknown model types.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from autopeft.search_spaces.plan import PlanError
+from torch import nn
+
+
+class ModelError(ValueError):
+    """A model that cannot be found or understood; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class LinearLayer:
+    """A linear layer inside one block: `path` relative to the block (``attention.self.query``)."""
+
+    path: str
+    in_features: int
+    out_features: int
+
+
+@dataclass(frozen=True)
+class ModelStructure:
+    """What parameter counting and backends need to know about a model (no weights).
+
+    `layers_path` is the dotted path of the block list inside the base model (``encoder.layer``,
+    ``h``, ``layers``); `linears` lists the linear layers of one block (blocks are identical).
+    """
+
+    model_type: str
+    layers_path: str
+    num_layers: int
+    hidden_size: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_kv_heads: int
+    head_dim: int
+    base_params: int
+    linears: tuple[LinearLayer, ...]
+    config_json: str = field(default="{}", repr=False, compare=False)
+
+    def select(self, family: str, targets: str) -> tuple[LinearLayer, ...]:
+        """Linear layers of one block that LoRA (`family="lora"`) or IA3 target for a target group."""
+        if family == "ia3":
+            names = _peft_table("IA3_TARGET", self.model_type) or _FALLBACK_IA3
+            return tuple(lin for lin in self.linears if _suffix_in(lin.path, names))
+        if targets == "qv":
+            names = _peft_table("LORA_TARGET", self.model_type) or _FALLBACK_QV
+            return tuple(lin for lin in self.linears if _suffix_in(lin.path, names))
+        if targets == "attention":
+            return tuple(lin for lin in self.linears if _ATTENTION.search(lin.path))
+        if targets == "all-linear":
+            return self.linears
+        raise PlanError(f"{family}.targets: unknown target group {targets!r}")
+
+    def ia3_feedforward(self) -> tuple[LinearLayer, ...]:
+        """IA3 targets that scale their input (feed-forward) rather than their output."""
+        names = _peft_table("IA3_FEEDFORWARD", self.model_type) or _FALLBACK_FFN_OUT
+        return tuple(lin for lin in self.select("ia3", "kv-ffn") if _suffix_in(lin.path, names))
+
+
+_ATTENTION = re.compile(r"(^|\.)[^.]*(attn|attention)[^.]*\.")
+_FALLBACK_QV = ("query", "value", "q_proj", "v_proj", "q_lin", "v_lin", "c_attn", "qkv", "query_key_value", "Wqkv")
+_FALLBACK_FFN_OUT = ("output.dense", "down_proj", "fc2", "mlp.c_proj", "out_lin", "dense_4h_to_h")
+_FALLBACK_IA3 = ("key", "value", "k_proj", "v_proj", "k_lin", "v_lin", "c_attn", "qkv", *_FALLBACK_FFN_OUT)
+
+
+def _suffix_in(path: str, names) -> bool:
+    """peft's matching rule: a target name matches a module path equal to it or ending in ``.name``."""
+    return any(path == n or path.endswith("." + n) for n in names)
+
+
+def _peft_table(kind: str, model_type: str) -> tuple[str, ...]:
+    """peft's default target names for a model type; `kind` is LORA_TARGET, IA3_TARGET or IA3_FEEDFORWARD."""
+    from peft.utils import constants
+
+    table = getattr(constants, f"TRANSFORMERS_MODELS_TO_{kind}_MODULES_MAPPING")
+    return tuple(table.get(model_type, ()))
+
+
+def _linear_shape(module: nn.Module) -> tuple[int, int] | None:
+    """(in_features, out_features) of nn.Linear or GPT-2's Conv1D (weight stored transposed)."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    if type(module).__name__ == "Conv1D":
+        fan_in, fan_out = module.weight.shape
+        return int(fan_in), int(fan_out)
+    return None
+
+
+def load_config(model: str):
+    """`PretrainedConfig` of a hub name or a local directory (a `config.json` alone is enough)."""
+    from transformers import AutoConfig
+
+    path = Path(model)
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ModelError(f"{model}: directory has no config.json; pass a model directory or a hub name")
+    try:
+        return AutoConfig.from_pretrained(model)
+    except OSError:
+        raise ModelError(
+            f"{model}: model not found locally and the Hugging Face hub is unreachable; "
+            "pass a local model directory (one holding config.json)"
+        ) from None
+    except ValueError as exc:
+        raise ModelError(f"{model}: unsupported model config ({exc})") from None
+
+
+def structure_of(config) -> ModelStructure:
+    """The `ModelStructure` of a `PretrainedConfig` (cached by the config's JSON)."""
+    return _structure_from_json(config.to_json_string(use_diff=False))
+
+
+@functools.lru_cache(maxsize=32)
+def _structure_from_json(config_json: str) -> ModelStructure:
+    from transformers import AutoConfig, AutoModel
+
+    data = json.loads(config_json)
+    config = AutoConfig.for_model(**data)
+    with torch.device("meta"):
+        model = AutoModel.from_config(config)
+    num_layers = _num_layers(config)
+    layers_path, blocks = _find_blocks(model, num_layers)
+    linears = tuple(
+        LinearLayer(name, *shape)
+        for name, module in blocks[0].named_modules()
+        if name and (shape := _linear_shape(module)) is not None
+    )
+    hidden = int(getattr(config, "hidden_size", None) or config.n_embd)
+    heads = int(getattr(config, "num_attention_heads", None) or config.n_head)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or hidden // heads)
+    inter = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * hidden
+    return ModelStructure(
+        model_type=config.model_type,
+        layers_path=layers_path,
+        num_layers=num_layers,
+        hidden_size=hidden,
+        intermediate_size=int(inter),
+        num_attention_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=head_dim,
+        base_params=sum(p.numel() for p in model.parameters()),
+        linears=linears,
+        config_json=config_json,
+    )
+
+
+LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layer", "num_layers")
+
+
+def _num_layers(config) -> int:
+    for attr in LAYER_COUNT_ATTRS:
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise ModelError(f"{config.model_type}: config names no layer count (num_hidden_layers / n_layer)")
+
+
+def _find_blocks(model: nn.Module, num_layers: int) -> tuple[str, nn.ModuleList]:
+    candidates = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and len(module) == num_layers and name
+    ]
+    if not candidates:
+        raise ModelError(f"{type(model).__name__}: no list of {num_layers} transformer blocks found")
+    # The outermost such list holds the blocks (inner lists, e.g. per-head modules, are deeper).
+    return min(candidates, key=lambda item: item[0].count("."))

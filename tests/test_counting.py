@@ -1,0 +1,89 @@
+"""Exact parameter counts: analytic count == trainable params of the instantiated model, table-driven."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from autopeft.search_spaces import ModulePlan, Plan, builtin_spaces, count_plan, load_space, structure_of
+from transformers import AutoModel
+
+from autopeft.backends import apply_plan, trainable_parameters
+from tests.models import TINY_CONFIGS
+
+# One single-family plan per family, with sizes that differ per layer where the library allows it.
+FAMILY_PLANS = {
+    "lora-qv": ModulePlan("lora", (4, 0, 2, 4), targets="qv", alpha=8),
+    "lora-attention": ModulePlan("lora", (0, 2, 2, 0), targets="attention", alpha=16),
+    "lora-all-linear": ModulePlan("lora", (1, 2, 4, 8), targets="all-linear", alpha=16),
+    "ia3": ModulePlan("ia3", (1, 0, 1, 1)),
+    "serial": ModulePlan("serial", (8, 0, 3, 8)),
+    "parallel": ModulePlan("parallel", (0, 16, 16, 1)),
+    "prefix": ModulePlan("prefix", (5, 5, 0, 5)),
+}
+UNION_PLANS = {
+    "lora+bottlenecks+prefix": (ModulePlan("lora", (4, 4, 0, 0), targets="qv", alpha=8),),
+    "ia3+bottlenecks+prefix": (ModulePlan("ia3", (0, 1, 1, 0)),),
+}
+BOTTLENECKS_AND_PREFIX = (
+    ModulePlan("serial", (0, 0, 6, 6)),
+    ModulePlan("parallel", (2, 0, 2, 0)),
+    ModulePlan("prefix", (0, 3, 3, 3)),
+)
+
+
+def instantiated_count(model_name: str, plan: Plan) -> int:
+    torch.manual_seed(0)
+    model = AutoModel.from_config(TINY_CONFIGS[model_name]())
+    return trainable_parameters(apply_plan(model, plan, structure_of(model.config)))
+
+
+@pytest.mark.parametrize("model_name", sorted(TINY_CONFIGS))
+@pytest.mark.parametrize("family", sorted(FAMILY_PLANS))
+def test_single_family_count_matches_instantiated_model(model_name, family):
+    plan = Plan(num_layers=4, modules=(FAMILY_PLANS[family],))
+    expected = count_plan(plan, structure_of(TINY_CONFIGS[model_name]()))
+    assert expected.params > 0
+    assert instantiated_count(model_name, plan) == expected.params
+
+
+@pytest.mark.parametrize("model_name", sorted(TINY_CONFIGS))
+@pytest.mark.parametrize("union", sorted(UNION_PLANS))
+def test_union_of_families_count_matches_instantiated_model(model_name, union):
+    plan = Plan(num_layers=4, modules=UNION_PLANS[union] + BOTTLENECKS_AND_PREFIX)
+    expected = count_plan(plan, structure_of(TINY_CONFIGS[model_name]()))
+    assert instantiated_count(model_name, plan) == expected.params
+
+
+@pytest.mark.parametrize("model_name", sorted(TINY_CONFIGS))
+@pytest.mark.parametrize("space_name", builtin_spaces())
+def test_random_valid_points_of_every_space_count_exactly(model_name, space_name):
+    structure = structure_of(TINY_CONFIGS[model_name]())
+    space = load_space(space_name, structure)
+    rng = random.Random(f"{model_name}-{space_name}")
+    checked = 0
+    while checked < 3:
+        params = {name: rng.choice(d.choices) if hasattr(d, "choices") else rng.randint(d.low, d.high)
+                  for name, d in space.distributions().items()}
+        if not space.is_valid(params):
+            continue
+        plan = space.decode(params)
+        assert instantiated_count(model_name, plan) == space.count(plan).params
+        checked += 1
+
+
+def test_base_params_is_the_base_model_size_and_pct_follows():
+    config = TINY_CONFIGS["bert"]()
+    structure = structure_of(config)
+    assert structure.base_params == sum(p.numel() for p in AutoModel.from_config(config).parameters())
+    count = count_plan(Plan(num_layers=4, modules=(FAMILY_PLANS["serial"],)), structure)
+    assert count.pct == pytest.approx(100 * count.params / structure.base_params)
+
+
+def test_known_count_for_bert_base_lora_qv():
+    """LoRA r=8 on query and value of all 12 BERT-base layers: 12 * 2 * 8 * (768 + 768) = 294,912."""
+    from transformers import BertConfig
+
+    plan = Plan(num_layers=12, modules=(ModulePlan("lora", (8,) * 12, targets="qv"),))
+    assert count_plan(plan, structure_of(BertConfig())).params == 294_912
