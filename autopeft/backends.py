@@ -39,7 +39,8 @@ def peft_config(plan: Plan, structure: ModelStructure, task_type: str | None = N
     check_buildable(plan, "peft")
     (module,) = plan.active
     if module.family == "lora":
-        targets = [lin.path for lin in structure.select("lora", module.targets)]
+        linears = structure.select("lora", module.targets)
+        targets = [lin.path for lin in linears]
         ranks = {i: s for i, s in enumerate(module.sizes) if s}
         default_rank = Counter(ranks.values()).most_common(1)[0][0]
         block = re.escape(structure.layers_path)
@@ -49,13 +50,16 @@ def peft_config(plan: Plan, structure: ModelStructure, task_type: str | None = N
             lora_dropout=0.0,
             target_modules=_layer_regex(structure, module.layers, targets),
             rank_pattern={rf"{block}\.{i}\..*": r for i, r in ranks.items() if r != default_rank},
+            fan_in_fan_out=any(lin.fan_in_fan_out for lin in linears),
             task_type=task_type,
         )
-    targets = [lin.path for lin in structure.select("ia3", module.targets)]
+    linears = structure.select("ia3", module.targets)
+    targets = [lin.path for lin in linears]
     feedforward = [lin.path for lin in structure.ia3_feedforward()]
     return IA3Config(
         target_modules=_layer_regex(structure, module.layers, targets),
         feedforward_modules=_layer_regex(structure, module.layers, feedforward),
+        fan_in_fan_out=any(lin.fan_in_fan_out for lin in linears),
         task_type=task_type,
     )
 

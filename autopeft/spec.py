@@ -64,7 +64,8 @@ class FidelitySpec(_Section):
         0.1, gt=0, lt=1, description="Share of train held out (seeded, stratified) for the search metric.",
         json_schema_extra=_expect("a number in (0, 1)"),
     )
-    epochs: float = Field(1.0, gt=0, description="Passes over the training subset.", json_schema_extra=_expect("a positive number"))
+    epochs: float = Field(1.0, gt=0, description="Passes over the training subset.",
+                          json_schema_extra=_expect("a positive number"))
     max_steps: int | None = Field(
         None, gt=0, description="Optimizer-step cap; overrides epochs when set.", json_schema_extra=_expect("a positive integer")
     )

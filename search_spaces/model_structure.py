@@ -30,6 +30,7 @@ class LinearLayer:
     path: str
     in_features: int
     out_features: int
+    fan_in_fan_out: bool = False  # GPT-2's Conv1D stores its weight as (in, out)
 
 
 @dataclass(frozen=True)
@@ -91,13 +92,13 @@ def _peft_table(kind: str, model_type: str) -> tuple[str, ...]:
     return tuple(table.get(model_type, ()))
 
 
-def _linear_shape(module: nn.Module) -> tuple[int, int] | None:
-    """(in_features, out_features) of nn.Linear or GPT-2's Conv1D (weight stored transposed)."""
+def _linear_shape(module: nn.Module) -> tuple[int, int, bool] | None:
+    """(in_features, out_features, fan_in_fan_out) of nn.Linear or GPT-2's Conv1D (weight stored transposed)."""
     if isinstance(module, nn.Linear):
-        return module.in_features, module.out_features
+        return module.in_features, module.out_features, False
     if type(module).__name__ == "Conv1D":
         fan_in, fan_out = module.weight.shape
-        return int(fan_in), int(fan_out)
+        return int(fan_in), int(fan_out), True
     return None
 
 

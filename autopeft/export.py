@@ -1,0 +1,53 @@
+"""Write a plan as a file another tool loads: peft `adapter_config.json`, AdapterHub config, autopeft YAML.
+
+Each writer puts one file in `out_dir` and returns its path:
+
+- `peft`: `adapter_config.json`, loadable with `peft.PeftConfig.from_pretrained(out_dir)`;
+- `adapters`: `adapter_config.json` in AdapterHub's saved-adapter form, loadable with
+  `adapters.AdapterConfig.load(path)` and `model.add_adapter(name, config=path)`;
+- `yaml`: `plan.yaml`, the `autopeft-plan/v1` form (loads back with `Plan.from_text`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from autopeft.backends import ADAPTER_NAME, adapters_config, peft_config
+from autopeft.search_spaces.model_structure import ModelStructure
+from autopeft.search_spaces.plan import Plan
+
+FORMATS = ("peft", "adapters", "yaml")
+
+
+def export_plan(plan: Plan, structure: ModelStructure, fmt: str, out_dir: str | Path, model: str | None = None) -> Path:
+    """Write `plan` in format `fmt` into `out_dir`; `PlanError` names a format that can when `fmt` cannot."""
+    out = Path(out_dir)
+    if fmt == "peft":
+        config = peft_config(plan, structure)
+        config.base_model_name_or_path = model
+        out.mkdir(parents=True, exist_ok=True)
+        config.save_pretrained(str(out))
+        return out / "adapter_config.json"
+    if fmt == "adapters":
+        import adapters
+
+        config = adapters_config(plan, structure)
+        data = {
+            "config": config.to_dict(),
+            "hidden_size": structure.hidden_size,
+            "model_name": model,
+            "model_type": structure.model_type,
+            "name": ADAPTER_NAME,
+            "version": f"adapters.{adapters.__version__}",
+        }
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "adapter_config.json"
+        path.write_text(json.dumps(data, indent=2) + "\n")
+        return path
+    if fmt == "yaml":
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "plan.yaml"
+        path.write_text(plan.to_yaml())
+        return path
+    raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
