@@ -51,3 +51,27 @@ def export_plan(plan: Plan, structure: ModelStructure, fmt: str, out_dir: str | 
         path.write_text(plan.to_yaml())
         return path
     raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
+def trial_plan(study, number: int) -> Plan:
+    """The plan recorded on completed trial `number`; `ValueError` naming the problem otherwise."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        raise ValueError(f"trial {number}: no such trial in study {study.study_name!r} (it has {len(trials)})")
+    trial = trials[number]
+    if trial.state != TrialState.COMPLETE:
+        raise ValueError(f"trial {number}: is {trial.state.name.lower()}, not complete; export a complete trial "
+                         "(see `autopeft pareto`)")
+    return Plan.from_dict(trial.user_attrs["plan"])
+
+
+def export_trial(study, number: int, fmt: str, out_dir: str | Path) -> Path:
+    """Write completed trial `number` of an autopeft study as `fmt` (see `export_plan`)."""
+    from autopeft.search_spaces.model_structure import load_config, structure_of
+    from autopeft.study import stored_spec
+
+    spec = stored_spec(study)
+    plan = trial_plan(study, number)
+    return export_plan(plan, structure_of(load_config(spec.model)), fmt, out_dir, model=spec.model)

@@ -1,0 +1,147 @@
+"""`autopeft search`: build the spec, open or resume the study, run the loop with a live display."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from autopeft.cli.app import app, fail
+from autopeft.runner import Progress, SearchError
+from autopeft.search_spaces import ModelError, PlanError, SpaceError
+from autopeft.spec import SearchSpec, SpecError, build_spec, load_spec
+from autopeft.study import StudyError, open_storage, stored_spec, study_names
+
+# Fields a resumed study may change; the others define the study and are fixed at creation.
+RESUMABLE_PREFIXES = ("execution.", "storage.")
+
+
+def default_study_name(spec: SearchSpec) -> str:
+    model = Path(spec.model.rstrip("/")).name or spec.model
+    return re.sub(r"[^A-Za-z0-9_.:-]+", "-", f"{model}-{spec.task}-{Path(spec.space).stem}")
+
+
+def resolve_spec(spec_file: Path | None, overrides: dict[str, Any]) -> tuple[SearchSpec, str, bool]:
+    """(spec, study name, resuming): a named study that exists is resumed with its stored spec."""
+    file_spec = yaml.safe_load(spec_file.read_text()) if spec_file and spec_file.is_file() else {}
+    file_storage = (file_spec or {}).get("storage") or {}
+    url = overrides.get("storage.url") or file_storage.get("url") or "sqlite:///autopeft.db"
+    name = overrides.get("storage.study") or file_storage.get("study")
+    storage = open_storage(url)
+    if name and name in study_names(storage):
+        import optuna
+
+        stored = stored_spec(optuna.load_study(study_name=name, storage=storage))
+        for dotted, value in overrides.items():
+            if value is None or dotted.startswith(RESUMABLE_PREFIXES):
+                continue
+            current = _get_dotted(stored.model_dump(mode="json"), dotted)
+            if current != value:
+                raise SpecError(
+                    f"{dotted}: study {name!r} was created with {current!r}; a study keeps its definition, "
+                    f"use a new --study name to search with {value!r}"
+                )
+        resumable = {k: v for k, v in overrides.items() if k.startswith(RESUMABLE_PREFIXES)}
+        return build_spec(stored.model_dump(mode="json"), resumable), name, True
+    spec = load_spec(spec_file, overrides)
+    name = name or default_study_name(spec)
+    spec = build_spec(spec.model_dump(mode="json"), {"storage.url": url, "storage.study": name})
+    if name in study_names(storage):
+        return resolve_spec(None, {**overrides, "storage.url": url, "storage.study": name})
+    return spec, name, False
+
+
+def _get_dotted(data: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def _progress_table(p: Progress, done_this_run: int) -> Table:
+    table = Table.grid(padding=(0, 2))
+    eta = p.eta(done_this_run)
+    best = f"{p.best_metric:.4f}" if p.best_metric is not None else "-"
+    table.add_row(
+        f"[bold]trials[/bold] {p.completed}/{p.total} done, {p.running} running, {p.failed} failed",
+        f"[bold]best under budget[/bold] {best}",
+        f"[bold]HV[/bold] {p.hypervolume:.4f}",
+        f"[bold]front[/bold] {p.pareto_size}",
+        f"[bold]elapsed[/bold] {p.elapsed:.0f}s",
+        f"[bold]ETA[/bold] {eta:.0f}s" if eta is not None else "[bold]ETA[/bold] -",
+    )
+    if p.last_event:
+        table.add_row(f"[dim]{p.last_event}[/dim]")
+    return table
+
+
+@app.command()
+def search(
+    spec_file: Path | None = typer.Argument(None, help="YAML spec; flags override its fields."),
+    model: str | None = typer.Option(None, "--model", help="Hub name or local model directory."),
+    task: str | None = typer.Option(None, "--task", help="glue:<name> or a data file."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Directory in the GLUE TSV layout."),
+    space: str | None = typer.Option(None, "--space", help="Built-in space name or space YAML path."),
+    trials: int | None = typer.Option(None, "--trials", help="Completed trials to reach."),
+    budget_pct: float | None = typer.Option(None, "--budget-pct", help="Max trainable params, % of the model."),
+    train_size: int | None = typer.Option(None, "--train-size", help="Training examples per trial."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Optimizer-step cap per trial."),
+    sampler: str | None = typer.Option(None, "--sampler", help="mobo, autopeft, botorch, gp, tpe, nsga2, random."),
+    storage: str | None = typer.Option(None, "--storage", help="SQLAlchemy URL of the study DB."),
+    study: str | None = typer.Option(None, "--study", help="Study name; an existing one is resumed."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for data, initialisation and the sampler."),
+    workers: int | None = typer.Option(None, "--workers", help="Trials evaluated at a time."),
+):
+    """Search for the best PEFT configurations; every result lands in the study DB."""
+    overrides = {
+        "model": model, "task": task, "data_dir": data_dir, "space": space, "execution.trials": trials,
+        "budget.max_params_pct": budget_pct, "fidelity.train_size": train_size, "fidelity.max_steps": max_steps,
+        "optimizer.sampler": sampler, "storage.url": storage, "storage.study": study, "fidelity.seed": seed,
+        "optimizer.seed": seed, "execution.workers": workers,
+    }
+    from autopeft.runner import prepare_search
+
+    console = Console(stderr=False)
+    try:
+        spec, name, resuming = resolve_spec(spec_file, overrides)
+        session = prepare_search(spec, name)
+    except (SpecError, StudyError, SpaceError, ModelError, PlanError) as exc:
+        fail(str(exc))
+    except ValueError as exc:  # data errors from the workers (missing file, column, labels)
+        fail(str(exc))
+    verb = "resuming" if resuming else "starting"
+    console.print(f"{verb} study [bold]{name}[/bold] in {spec.storage.url}: {spec.model} on {spec.task}, "
+                  f"space {spec.space}, budget {spec.budget.max_params_pct}% params, sampler {spec.optimizer.sampler}")
+    if session.recovered:
+        console.print(f"{session.recovered} trial(s) left running by a stopped process were failed and queued again")
+    live_display = sys.stdout.isatty()
+    try:
+        if live_display:
+            with Live(console=console, refresh_per_second=2) as live:
+                session.runner.on_progress = lambda p: live.update(_progress_table(p, session.runner.done_this_run))
+                progress = session.run()
+        else:
+            session.runner.on_progress = lambda p: p.last_event and console.print(p.last_event, highlight=False)
+            progress = session.run()
+    except KeyboardInterrupt:
+        console.print("interrupted: running trials were recorded as failed; run the same command to resume")
+        raise typer.Exit(130) from None
+    except SearchError as exc:
+        fail(str(exc), code=1)
+    finally:
+        session.close()
+    console.print(_progress_table(progress, session.runner.done_this_run))
+    from autopeft.cli.studies import print_pareto
+
+    print_pareto(session.study, spec, console)
+    console.print(f"\ndashboard: autopeft dashboard --storage {spec.storage.url}")
+    best = session.best_under(1.0)
+    if best is not None:
+        console.print(f"export the best configuration under 1% params: autopeft export {name} --trial {best} "
+                      f"--format peft --out ./adapter --storage {spec.storage.url}")

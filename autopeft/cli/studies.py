@@ -1,0 +1,122 @@
+"""`autopeft studies`, `autopeft pareto`, `autopeft export`: read the study DB."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autopeft.cli.app import app, fail, print_json
+from autopeft.export import FORMATS, export_trial
+from autopeft.search_spaces import ModelError, PlanError
+from autopeft.spec import SearchSpec
+from autopeft.study import StudyError, load_study, open_storage, pareto_trials, stored_spec, study_names, summarize
+
+STORAGE_HELP = "SQLAlchemy URL of the study DB."
+DEFAULT_STORAGE = "sqlite:///autopeft.db"
+
+
+class ListFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class ParetoFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _open(storage: str):
+    try:
+        return open_storage(storage)
+    except StudyError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def studies(
+    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help=STORAGE_HELP),
+    format: ListFormat = typer.Option(ListFormat.table, "--format", help="table or json"),
+):
+    """List the studies: model, task, space, trials by state, best metric, hypervolume."""
+    st = _open(storage)
+    rows = []
+    for name in study_names(st):
+        try:
+            rows.append(summarize(load_study(st, name)).to_dict())
+        except StudyError:
+            continue  # an Optuna study not made by autopeft
+    if format is ListFormat.json:
+        print_json(rows)
+        return
+    table = Table("study", "model", "task", "space", "trials", "best metric", "hypervolume", "front")
+    for r in rows:
+        states = ", ".join(f"{n} {k}" for k, n in sorted(r["states"].items()))
+        best = f"{r['best_metric']:.4f}" if r["best_metric"] is not None else "-"
+        table.add_row(r["name"], r["model"], r["task"], r["space"], states, best, f"{r['hypervolume']:.4f}",
+                      str(r["pareto_size"]))
+    Console().print(table)
+
+
+def pareto_rows(study) -> list[dict]:
+    return [
+        {"trial": t.number, "metric": t.values[0], "params_pct": t.values[1], "params": t.user_attrs.get("params"),
+         "plan": t.user_attrs.get("plan_summary", "")}
+        for t in pareto_trials(study)
+    ]
+
+
+def print_pareto(study, spec: SearchSpec, console: Console) -> None:
+    table = Table("trial", "metric", "params %", "params", "plan", title=f"Pareto front of {study.study_name}")
+    for r in pareto_rows(study):
+        table.add_row(str(r["trial"]), f"{r['metric']:.4f}", f"{r['params_pct']:.4f}", f"{r['params']:,}", r["plan"])
+    console.print(table)
+
+
+@app.command()
+def pareto(
+    study: str = typer.Argument(..., help="Study name."),
+    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help=STORAGE_HELP),
+    format: ParetoFormat = typer.Option(ParetoFormat.table, "--format", help="table, json or csv"),
+):
+    """Print the Pareto-optimal trials: number, metric, params %, plan summary."""
+    st = _open(storage)
+    try:
+        loaded = load_study(st, study)
+        spec = stored_spec(loaded)
+    except StudyError as exc:
+        fail(str(exc))
+    rows = pareto_rows(loaded)
+    if format is ParetoFormat.json:
+        print_json(rows)
+    elif format is ParetoFormat.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=["trial", "metric", "params_pct", "params", "plan"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        print_pareto(loaded, spec, Console())
+
+
+@app.command()
+def export(
+    study: str = typer.Argument(..., help="Study name."),
+    trial: int = typer.Option(..., "--trial", help="Trial number (see `autopeft pareto`)."),
+    format: str = typer.Option("peft", "--format", help="peft, adapters or yaml"),
+    out: Path = typer.Option(..., "--out", help="Directory to write the configuration into."),
+    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help=STORAGE_HELP),
+):
+    """Write a trial's configuration: peft adapter_config.json, AdapterHub config, or autopeft YAML."""
+    if format not in FORMATS:
+        fail(f"--format: expected one of {', '.join(FORMATS)}, got {format!r}")
+    st = _open(storage)
+    try:
+        path = export_trial(load_study(st, study), trial, format, out)
+    except (StudyError, PlanError, ModelError, ValueError) as exc:
+        fail(str(exc))
+    typer.echo(str(path))

@@ -1,0 +1,298 @@
+"""The ask → dispatch → tell loop: the only module that joins optimiser, workers and study.
+
+`Runner.run()` keeps up to `executor.capacity` trials running: it asks the study (its sampler sees
+the RUNNING trials as pending points), decodes the plan, records the plan and its exact parameter
+count on the trial, hands it to the executor, and tells the study each result. Completed trials
+count towards `spec.execution.trials`; failed ones are recorded with their reason and do not.
+Stale RUNNING trials left by a dead process are failed and their configurations retried (up to
+`execution.max_retries`). On Ctrl-C every running trial is recorded as failed ("interrupted").
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import optuna
+from optuna.trial import TrialState
+
+from autopeft.search_spaces.plan import Plan
+from autopeft.search_spaces.space import SearchSpace
+from autopeft.spec import SearchSpec
+from autopeft.pareto import hypervolume, pareto_indices
+from autopeft.search_spaces.counting import ParamCount
+from autopeft.study import completed, fail_stale_trials, points, reference_point
+
+
+class SearchError(RuntimeError):
+    """The search cannot go on (e.g. every trial fails); the message is one line."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a worker reports for one trial: `values` (metric, params %) or a failure, and attrs to store."""
+
+    number: int
+    ok: bool
+    metric: float | None
+    attrs: dict[str, Any]
+    failure: dict[str, str] | None = None
+    lost: bool = False  # the worker died: retry the configuration
+
+
+class Executor(Protocol):
+    """Runs trials somewhere (in-process, Ray actors); `poll` returns finished ones."""
+
+    capacity: int
+
+    def submit(self, number: int, plan: Plan) -> None: ...
+
+    def poll(self, timeout: float) -> list[Outcome]: ...
+
+    def cancel_all(self) -> list[int]: ...
+
+
+Evaluate = Callable[[Plan], Any]  # Plan -> workers TrialResult
+
+
+def outcome_from_result(number: int, result: Any) -> Outcome:
+    """Turn a workers `TrialResult` into an `Outcome`; a non-finite metric counts as a failure."""
+    data = result.to_dict()
+    metric = data.get("metric")
+    failure = data.get("failure")
+    ok = data.get("status") == "ok" and metric is not None and math.isfinite(metric)
+    if not ok and failure is None:
+        failure = {"kind": "nan_metric", "message": f"metric is {metric!r}"}
+    return Outcome(number=number, ok=ok, metric=metric if ok else None, attrs=data, failure=None if ok else failure)
+
+
+class InlineExecutor:
+    """Evaluates one trial at a time in this process (no Ray); `poll` runs the next queued trial."""
+
+    capacity = 1
+
+    def __init__(self, evaluate: Evaluate):
+        self._evaluate = evaluate
+        self._queue: list[tuple[int, Plan]] = []
+
+    def submit(self, number: int, plan: Plan) -> None:
+        self._queue.append((number, plan))
+
+    def poll(self, timeout: float) -> list[Outcome]:
+        if not self._queue:
+            return []
+        number, plan = self._queue.pop(0)
+        return [outcome_from_result(number, self._evaluate(plan))]
+
+    def cancel_all(self) -> list[int]:
+        numbers = [n for n, _ in self._queue]
+        self._queue.clear()
+        return numbers
+
+
+@dataclass
+class Progress:
+    """Live figures of a search, for the CLI display."""
+
+    total: int
+    completed: int = 0
+    running: int = 0
+    failed: int = 0
+    best_metric: float | None = None
+    hypervolume: float = 0.0
+    pareto_size: int = 0
+    started: float = field(default_factory=time.monotonic)
+    last_event: str = ""
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def eta(self, done_this_run: int) -> float | None:
+        remaining = self.total - self.completed
+        return self.elapsed / done_this_run * remaining if done_this_run else None
+
+
+@dataclass
+class _Running:
+    trial: optuna.Trial
+    plan: Plan
+    count: ParamCount
+
+
+class Runner:
+    """Drives one study to `spec.execution.trials` completed trials."""
+
+    def __init__(self, spec: SearchSpec, study: optuna.Study, space: SearchSpace, executor: Executor,
+                 on_progress: Callable[[Progress], None] | None = None):
+        self.spec = spec
+        self.study = study
+        self.space = space
+        self.executor = executor
+        self.on_progress = on_progress or (lambda progress: None)
+        self.host = socket.gethostname()
+        self._running: dict[int, _Running] = {}
+        self.done_this_run = 0  # completed by this process (for the ETA)
+        self.progress = Progress(total=spec.execution.trials)
+
+    # --- setup -----------------------------------------------------------------------------
+    def recover(self) -> int:
+        """Fail trials left RUNNING by a dead process and enqueue their configurations again."""
+        stale = fail_stale_trials(self.study, "the process running this trial stopped before it finished")
+        for trial in stale:
+            attempt = int(trial.user_attrs.get("attempt", 0)) + 1
+            if attempt <= self.spec.execution.max_retries:
+                self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "attempt": attempt})
+        return len(stale)
+
+    # --- the loop ----------------------------------------------------------------------------
+    def run(self) -> Progress:
+        self._refresh()
+        consecutive_failures = 0
+        try:
+            while self.progress.completed < self.spec.execution.trials:
+                self._fill()
+                if not self._running:
+                    break
+                for outcome in self.executor.poll(timeout=1.0):
+                    self._record(outcome)
+                    consecutive_failures = 0 if outcome.ok else consecutive_failures + 1
+                    if consecutive_failures >= 5 + self.executor.capacity:
+                        reason = (outcome.failure or {}).get("message", "unknown")
+                        raise SearchError(f"{consecutive_failures} trials in a row failed; last: {reason}")
+        except KeyboardInterrupt:
+            self._abandon("interrupted by the user (Ctrl-C)")
+            raise
+        except BaseException:
+            self._abandon("the search stopped with an error")
+            raise
+        return self.progress
+
+    def _fill(self) -> None:
+        target = self.spec.execution.trials
+        while len(self._running) < self.executor.capacity and self.progress.completed + len(self._running) < target:
+            trial = self.study.ask()
+            plan = self.space.suggest(trial)
+            count = self.space.count(plan)
+            for key, value in (("plan", plan.to_dict()), ("plan_summary", plan.summary()), ("params", count.params),
+                               ("params_pct", count.pct), ("driver_host", self.host)):
+                trial.set_user_attr(key, value)
+            self._running[trial.number] = _Running(trial, plan, count)
+            self.executor.submit(trial.number, plan)
+        self.progress.running = len(self._running)
+
+    def _record(self, outcome: Outcome) -> None:
+        running = self._running.pop(outcome.number, None)
+        if running is None:  # not ours (already abandoned)
+            return
+        trial = running.trial
+        for key, value in outcome.attrs.items():
+            trial.set_user_attr(key, value)
+        if outcome.ok:
+            self.study.tell(trial, [outcome.metric, running.count.pct])
+            self.done_this_run += 1
+            self.progress.last_event = f"trial {trial.number}: {outcome.metric:.4f} at {running.count.pct:.4f}% params"
+        else:
+            trial.set_user_attr("failure", outcome.failure)
+            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            self.progress.last_event = f"trial {trial.number} failed: {(outcome.failure or {}).get('message', '')}"
+            attempt = int(trial.user_attrs.get("attempt", 0)) + 1
+            if outcome.lost and attempt <= self.spec.execution.max_retries:
+                self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "attempt": attempt})
+        self._refresh()
+
+    def _abandon(self, reason: str) -> None:
+        self.executor.cancel_all()
+        for running in self._running.values():
+            running.trial.set_user_attr("failure", {"kind": "interrupted", "message": reason})
+            self.study.tell(running.trial, state=TrialState.FAIL, skip_if_finished=True)
+        self._running.clear()
+
+    def _refresh(self) -> None:
+        trials = self.study.get_trials(deepcopy=False)
+        done = completed(self.study)
+        ref = reference_point(self.spec)
+        pts = points(done)
+        within = [m for m, pct in pts if pct <= ref[1]]
+        p = self.progress
+        p.completed = len(done)
+        p.failed = sum(t.state == TrialState.FAIL for t in trials)
+        p.running = len(self._running)
+        p.best_metric = max(within) if within else None
+        p.hypervolume = hypervolume(pts, ref)
+        p.pareto_size = len(pareto_indices(pts))
+        self.on_progress(p)
+
+
+@dataclass
+class SearchSession:
+    """A study ready to run: the runner, and what the CLI reports before and after."""
+
+    spec: SearchSpec
+    study: optuna.Study
+    space: SearchSpace
+    runner: Runner
+    recovered: int
+
+    def run(self) -> Progress:
+        return self.runner.run()
+
+    def close(self) -> None:
+        close = getattr(self.runner.executor, "close", None)
+        if close is not None:
+            close()
+
+    def best_under(self, max_pct: float) -> int | None:
+        """Number of the best completed trial with at most `max_pct` % trainable params."""
+        eligible = [t for t in completed(self.study) if t.values[1] <= max_pct]
+        return max(eligible, key=lambda t: t.values[0]).number if eligible else None
+
+
+def check_budget(space: SearchSpace, spec: SearchSpec) -> None:
+    """`SearchError` when even the smallest configuration of the space exceeds the budget."""
+    (plan, smallest), _ = space.param_range()
+    budget_pct, budget_abs = spec.budget.max_params_pct, spec.budget.max_params
+    if (budget_pct is not None and smallest.pct > budget_pct) or (budget_abs is not None and smallest.params > budget_abs):
+        raise SearchError(
+            f"budget.max_params_pct: the budget ({budget_pct}% / {budget_abs} params) is below the smallest "
+            f"configuration of space {space.name!r} ({smallest.pct:.4g}%, {smallest.params:,} params: {plan.summary()}); "
+            "raise the budget or pick a smaller space"
+        )
+
+
+def prepare_search(spec: SearchSpec, name: str, executor: Executor | None = None) -> SearchSession:
+    """Open or create study `name`, check model, space, budget and data, and build the runner.
+
+    Everything a user can get wrong is checked here, before any training starts.
+    """
+    from functools import partial
+
+    from autopeft.optim import make_sampler
+    from autopeft.search_spaces import load_config, load_space, structure_of
+    from autopeft.study import create_study, load_study, open_storage, save_spec, study_names
+    from autopeft.workers import check_task, evaluate_plan
+
+    storage = open_storage(spec.storage.url)
+    space = load_space(spec.space, structure_of(load_config(spec.model)))
+    check_budget(space, spec)
+    check_task(spec.model, spec.task, spec.fidelity, data_dir=spec.data_dir)
+    sampler = make_sampler(
+        spec.optimizer.sampler, space, budget_pct=spec.budget.max_params_pct, max_params=spec.budget.max_params,
+        metric_floor=spec.objectives.metric_floor, n_startup_trials=spec.optimizer.n_startup_trials,
+        surrogate=spec.optimizer.surrogate, seed=spec.optimizer.seed,
+    )
+    if name in study_names(storage):
+        study = load_study(storage, name, sampler=sampler)
+        save_spec(study, spec)
+    else:
+        study = create_study(storage, name, spec)
+        study.sampler = sampler
+    if executor is None:
+        executor = InlineExecutor(partial(evaluate_plan, spec.model, spec.task, fidelity=spec.fidelity,
+                                          data_dir=spec.data_dir))
+    runner = Runner(spec, study, space, executor)
+    return SearchSession(spec=spec, study=study, space=space, runner=runner, recovered=runner.recover())

@@ -1,0 +1,155 @@
+"""The study DB: Optuna RDB storage (SQLite by default, PostgreSQL for clusters), the only store.
+
+A study is 2-objective: values = (task metric ↑, trainable params % ↓). The study's user attrs
+hold the full spec (`spec`), so a study can be resumed from the DB alone. Each trial's user attrs
+hold `plan` (autopeft-plan/v1 dict), `params`, `params_pct`, and after evaluation the result
+fields (`metrics`, `fidelity`, `seed`, `train_seconds`, `eval_seconds`, `peak_memory_mb`, `host`,
+`device`, ...) and, for failed trials, `failure` = {kind, message}.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autopeft.pareto import hypervolume, pareto_indices
+from autopeft.spec import SearchSpec
+
+DIRECTIONS = ("maximize", "minimize")
+SPEC_ATTR = "spec"
+
+
+class StudyError(ValueError):
+    """A study or storage problem the user can fix; the message is one line."""
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """Connect to the study DB at `url` (any SQLAlchemy URL); one-line `StudyError` when unreachable."""
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    except Exception as exc:  # SQLAlchemy/driver errors vary by backend; all mean "cannot use this URL"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyError(f"cannot open storage {_redact(url)}: {reason}; check --storage") from None
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 60}}
+    return {"pool_pre_ping": True}
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a URL for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def create_study(storage, name: str, spec: SearchSpec) -> optuna.Study:
+    """Create study `name` storing `spec`; directions (metric max, params % min)."""
+    study = optuna.create_study(storage=storage, study_name=name, directions=list(DIRECTIONS))
+    study.set_metric_names(["metric", "params_pct"])
+    save_spec(study, spec)
+    return study
+
+
+def save_spec(study: optuna.Study, spec: SearchSpec) -> None:
+    study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))
+
+
+def load_study(storage, name: str, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+    """Load an existing study; `StudyError` listing the known ones when there is none by that name."""
+    if name not in study_names(storage):
+        known = ", ".join(study_names(storage)) or "none"
+        raise StudyError(f"no study named {name!r} in this storage (studies: {known})")
+    return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+
+
+def stored_spec(study: optuna.Study) -> SearchSpec:
+    data = study.user_attrs.get(SPEC_ATTR)
+    if data is None:
+        raise StudyError(f"study {study.study_name!r} was not made by autopeft (it stores no spec)")
+    return SearchSpec.model_validate(data)
+
+
+def fail_stale_trials(study: optuna.Study, reason: str) -> list[FrozenTrial]:
+    """Mark RUNNING trials (left by a dead process) FAILED with `reason`; return them for retry."""
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in stale:
+        study._storage.set_trial_user_attr(trial._trial_id, "failure", {"kind": "stale", "message": reason})
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+    return stale
+
+
+def completed(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def points(trials: list[FrozenTrial]) -> list[tuple[float, float]]:
+    return [(float(t.values[0]), float(t.values[1])) for t in trials]
+
+
+def reference_point(spec: SearchSpec) -> tuple[float, float]:
+    """Fixed hypervolume reference: (metric floor, budget %); budget 100 when none is set."""
+    return (spec.objectives.metric_floor, spec.budget.max_params_pct or 100.0)
+
+
+def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Pareto-optimal completed trials, cheapest first."""
+    done = completed(study)
+    return [done[i] for i in pareto_indices(points(done))]
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """One row of `autopeft studies` and of the dashboard's study list."""
+
+    name: str
+    model: str
+    task: str
+    space: str
+    states: dict[str, int]
+    best_metric: float | None
+    hypervolume: float
+    pareto_size: int
+    last_update: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def summarize(study: optuna.Study) -> StudySummary:
+    spec = stored_spec(study)
+    trials = study.get_trials(deepcopy=False)
+    states: dict[str, int] = {}
+    for t in trials:
+        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    budget = reference_point(spec)[1]
+    within = [t.values[0] for t in done if t.values[1] <= budget]
+    stamps = [t.datetime_complete or t.datetime_start for t in trials if t.datetime_complete or t.datetime_start]
+    return StudySummary(
+        name=study.study_name,
+        model=spec.model,
+        task=spec.task,
+        space=spec.space,
+        states=states,
+        best_metric=max(within) if within else None,
+        hypervolume=hypervolume(points(done), reference_point(spec)),
+        pareto_size=len(pareto_indices(points(done))),
+        last_update=max(stamps).isoformat(timespec="seconds") if stamps else None,
+    )
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
