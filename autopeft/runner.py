@@ -26,6 +26,7 @@ from autopeft.spec import SearchSpec
 from autopeft.pareto import hypervolume, pareto_indices
 from autopeft.search_spaces.counting import ParamCount
 from autopeft.study import completed, fail_stale_trials, points, reference_point
+from autopeft.workers.ray_pool import WorkerLost
 
 
 class SearchError(RuntimeError):
@@ -45,13 +46,16 @@ class Outcome:
 
 
 class Executor(Protocol):
-    """Runs trials somewhere (in-process, Ray actors); `poll` returns finished ones."""
+    """Runs trials somewhere (in-process, Ray actors).
+
+    `poll` returns finished trials as (number, workers `TrialResult` or `WorkerLost`).
+    """
 
     capacity: int
 
     def submit(self, number: int, plan: Plan) -> None: ...
 
-    def poll(self, timeout: float) -> list[Outcome]: ...
+    def poll(self, timeout: float) -> list[tuple[int, Any]]: ...
 
     def cancel_all(self) -> list[int]: ...
 
@@ -60,7 +64,10 @@ Evaluate = Callable[[Plan], Any]  # Plan -> workers TrialResult
 
 
 def outcome_from_result(number: int, result: Any) -> Outcome:
-    """Turn a workers `TrialResult` into an `Outcome`; a non-finite metric counts as a failure."""
+    """Turn a workers `TrialResult` (or `WorkerLost`) into an `Outcome`; a non-finite metric is a failure."""
+    if isinstance(result, WorkerLost):
+        return Outcome(number=number, ok=False, metric=None, attrs={},
+                       failure={"kind": "worker_lost", "message": result.message}, lost=True)
     data = result.to_dict()
     metric = data.get("metric")
     failure = data.get("failure")
@@ -82,11 +89,11 @@ class InlineExecutor:
     def submit(self, number: int, plan: Plan) -> None:
         self._queue.append((number, plan))
 
-    def poll(self, timeout: float) -> list[Outcome]:
+    def poll(self, timeout: float) -> list[tuple[int, Any]]:
         if not self._queue:
             return []
         number, plan = self._queue.pop(0)
-        return [outcome_from_result(number, self._evaluate(plan))]
+        return [(number, self._evaluate(plan))]
 
     def cancel_all(self) -> list[int]:
         numbers = [n for n, _ in self._queue]
@@ -158,7 +165,8 @@ class Runner:
                 self._fill()
                 if not self._running:
                     break
-                for outcome in self.executor.poll(timeout=1.0):
+                for number, payload in self.executor.poll(timeout=1.0):
+                    outcome = outcome_from_result(number, payload)
                     self._record(outcome)
                     consecutive_failures = 0 if outcome.ok else consecutive_failures + 1
                     if consecutive_failures >= 5 + self.executor.capacity:
