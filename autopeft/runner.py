@@ -277,12 +277,10 @@ def prepare_search(spec: SearchSpec, name: str, executor: Executor | None = None
 
     Everything a user can get wrong is checked here, before any training starts.
     """
-    from functools import partial
-
     from autopeft.optim import make_sampler
     from autopeft.search_spaces import load_config, load_space, structure_of
     from autopeft.study import create_study, load_study, open_storage, save_spec, study_names
-    from autopeft.workers import check_task, evaluate_plan
+    from autopeft.workers import check_task
 
     storage = open_storage(spec.storage.url)
     space = load_space(spec.space, structure_of(load_config(spec.model)))
@@ -300,7 +298,27 @@ def prepare_search(spec: SearchSpec, name: str, executor: Executor | None = None
         study = create_study(storage, name, spec)
         study.sampler = sampler
     if executor is None:
-        executor = InlineExecutor(partial(evaluate_plan, spec.model, spec.task, fidelity=spec.fidelity,
-                                          data_dir=spec.data_dir))
+        executor = make_executor(spec)
     runner = Runner(spec, study, space, executor)
     return SearchSession(spec=spec, study=study, space=space, runner=runner, recovered=runner.recover())
+
+
+def make_executor(spec: SearchSpec) -> Executor:
+    """Ray actors (local Ray, or the cluster at `execution.ray_address`), or in-process when `inline`."""
+    from functools import partial
+
+    from autopeft.workers import evaluate_plan
+
+    evaluate = partial(evaluate_plan, spec.model, spec.task, fidelity=spec.fidelity, data_dir=spec.data_dir)
+    ex = spec.execution
+    if ex.executor == "inline":
+        return InlineExecutor(evaluate)
+    from autopeft.workers.ray_pool import RayPool
+
+    return RayPool(partial(_identity, evaluate), ex.workers, address=ex.ray_address,
+                   cpus_per_trial=ex.cpus_per_trial, gpus_per_trial=ex.gpus_per_trial)
+
+
+def _identity(value: Any) -> Any:
+    """Evaluator factory for Ray actors: the evaluator is picklable as it is."""
+    return value

@@ -98,7 +98,11 @@ class ExecutionSpec(_Section):
     trials: int = Field(20, gt=0, description="Completed trials to reach (a resumed study counts earlier ones).",
                         json_schema_extra=_expect("a positive integer"))
     workers: int = Field(1, gt=0, description="Trials evaluated at a time.", json_schema_extra=_expect("a positive integer"))
-    ray_address: str | None = Field(None, description="Ray cluster address; None starts Ray locally.")
+    executor: Literal["ray", "inline"] = Field(
+        "ray", description="`ray`: Ray actors (local Ray unless ray_address is set); `inline`: in this process, one at a time.",
+        json_schema_extra=_expect("ray or inline"),
+    )
+    ray_address: str | None = Field(None, description="Ray cluster address (or RAY_ADDRESS); None starts Ray locally.")
     gpus_per_trial: float = Field(1.0, ge=0, description="GPUs per trial where GPUs exist (fractions allowed).",
                                   json_schema_extra=_expect("a non-negative number"))
     cpus_per_trial: float = Field(1.0, gt=0, description="CPU slots per trial.", json_schema_extra=_expect("a positive number"))

@@ -97,13 +97,17 @@ def search(
     study: str | None = typer.Option(None, "--study", help="Study name; an existing one is resumed."),
     seed: int | None = typer.Option(None, "--seed", help="Seed for data, initialisation and the sampler."),
     workers: int | None = typer.Option(None, "--workers", help="Trials evaluated at a time."),
+    ray_address: str | None = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
+                                           help="Ray cluster address; none starts Ray locally."),
+    executor: str | None = typer.Option(None, "--executor", help="ray (default) or inline (in this process)."),
 ):
     """Search for the best PEFT configurations; every result lands in the study DB."""
     overrides = {
         "model": model, "task": task, "data_dir": data_dir, "space": space, "execution.trials": trials,
         "budget.max_params_pct": budget_pct, "fidelity.train_size": train_size, "fidelity.max_steps": max_steps,
         "optimizer.sampler": sampler, "storage.url": storage, "storage.study": study, "fidelity.seed": seed,
-        "optimizer.seed": seed, "execution.workers": workers,
+        "optimizer.seed": seed, "execution.workers": workers, "execution.ray_address": ray_address,
+        "execution.executor": executor,
     }
     from autopeft.runner import prepare_search
 
