@@ -6,3 +6,22 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 logging.getLogger("adapters").setLevel(logging.ERROR)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server on loopback for this test session; skipped where PostgreSQL is not installed."""
+    from tests import postgres
+
+    if not postgres.available():
+        pytest.skip("PostgreSQL is not installed (make system-deps installs it)")
+    server = postgres.PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    return postgres_server.new_database()
