@@ -186,12 +186,25 @@ class Runner:
             trial = self.study.ask()
             plan = self.space.suggest(trial)
             count = self.space.count(plan)
+            infeasible = self._infeasible(plan, count)
+            if infeasible:  # only samplers without the feasibility wrapper get here
+                trial.set_user_attr("failure", {"kind": "infeasible", "message": infeasible})
+                self.study.tell(trial, state=TrialState.FAIL)
+                continue
             for key, value in (("plan", plan.to_dict()), ("plan_summary", plan.summary()), ("params", count.params),
                                ("params_pct", count.pct), ("driver_host", self.host)):
                 trial.set_user_attr(key, value)
             self._running[trial.number] = _Running(trial, plan, count)
             self.executor.submit(trial.number, plan)
         self.progress.running = len(self._running)
+
+    def _infeasible(self, plan: Plan, count: ParamCount) -> str | None:
+        budget_pct, budget_abs = self.spec.budget.max_params_pct, self.spec.budget.max_params
+        if not self.space.is_valid_plan(plan):
+            return f"invalid configuration: {plan.summary()}"
+        if (budget_pct is not None and count.pct > budget_pct) or (budget_abs is not None and count.params > budget_abs):
+            return f"over budget: {count.pct:.4f}% / {count.params:,} params"
+        return None
 
     def _record(self, outcome: Outcome) -> None:
         running = self._running.pop(outcome.number, None)

@@ -10,6 +10,7 @@ fields (`metrics`, `fidelity`, `seed`, `train_seconds`, `eval_seconds`, `peak_me
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +59,9 @@ def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
 def create_study(storage, name: str, spec: SearchSpec) -> optuna.Study:
     """Create study `name` storing `spec`; directions (metric max, params % min)."""
     study = optuna.create_study(storage=storage, study_name=name, directions=list(DIRECTIONS))
-    study.set_metric_names(["metric", "params_pct"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["metric", "params_pct"])
     save_spec(study, spec)
     return study
 

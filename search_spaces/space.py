@@ -212,7 +212,10 @@ class SearchSpace:
 
     def is_valid(self, params: dict[str, Any]) -> bool:
         """Valid: the plan puts a module in some layer, and its families can be built together."""
-        plan = self.decode(params)
+        return self.is_valid_plan(self.decode(params))
+
+    @staticmethod
+    def is_valid_plan(plan: Plan) -> bool:
         return not plan.is_empty and combinable(plan.families)
 
     # --- size of the space --------------------------------------------------------------------

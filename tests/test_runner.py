@@ -1,0 +1,120 @@
+"""The ask → dispatch → tell loop on real SQLite studies, with the synthetic evaluator."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from autopeft.runner import InlineExecutor, Runner, SearchError
+from autopeft.search_spaces import load_space, structure_of
+from autopeft.spec import build_spec
+from autopeft.study import create_study, load_study, open_storage
+from autopeft.workers.synthetic import SyntheticEvaluator, synthetic_metric
+from tests.models import TINY_CONFIGS
+
+
+@pytest.fixture
+def setup(tmp_path):
+    config_dir = tmp_path / "model"
+    TINY_CONFIGS["bert"]().save_pretrained(config_dir)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+
+    def make(trials=6, evaluator=None, name="s", max_retries=2):
+        spec = build_spec({}, {"model": str(config_dir), "space": "lora", "execution.trials": trials,
+                               "budget.max_params_pct": 100, "storage.url": url, "execution.max_retries": max_retries})
+        storage = open_storage(url)
+        sampler = optuna.samplers.RandomSampler(seed=trials)
+        study = load_study(storage, name, sampler) if name in [s.study_name for s in storage.get_all_studies()] \
+            else create_study(storage, name, spec)
+        study.sampler = sampler
+        space = load_space("lora", structure_of(TINY_CONFIGS["bert"]()))
+        return Runner(spec, study, space, InlineExecutor(evaluator or SyntheticEvaluator()))
+
+    return make
+
+
+def states(study):
+    return [t.state for t in study.get_trials(deepcopy=False)]
+
+
+def test_every_trial_lands_in_the_db_with_plan_params_and_values(setup):
+    runner = setup(trials=6)
+    progress = runner.run()
+    study = runner.study
+    assert states(study) == [TrialState.COMPLETE] * 6
+    assert progress.completed == 6 and progress.failed == 0
+    for t in study.get_trials():
+        plan = runner.space.decode(t.params)
+        count = runner.space.count(plan)
+        assert t.user_attrs["plan"] == plan.to_dict()
+        assert (t.user_attrs["params"], t.user_attrs["params_pct"]) == (count.params, count.pct)
+        assert t.values == pytest.approx([synthetic_metric(plan), count.pct])
+        assert t.user_attrs["status"] == "ok" and t.user_attrs["host"]
+    assert study.user_attrs["spec"]["execution"]["trials"] == 6
+
+
+def test_resume_adds_up_and_numbers_stay_unique(setup):
+    setup(trials=3).run()
+    runner = setup(trials=7)
+    runner.run()
+    trials = runner.study.get_trials()
+    assert [t.number for t in trials] == list(range(7))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+
+
+def test_stale_running_trials_are_failed_and_their_configuration_retried(setup):
+    first = setup(trials=2)
+    first.run()
+    orphan = first.study.ask()  # a trial whose process died: RUNNING forever
+    first.space.suggest(orphan)
+    orphan_params = dict(orphan.params)
+
+    runner = setup(trials=4)
+    assert runner.recover() == 1
+    runner.run()
+    trials = runner.study.get_trials()
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert trials[orphan.number].user_attrs["failure"]["kind"] == "stale"
+    retried = [t for t in trials if t.user_attrs.get("retry_of") == orphan.number]
+    assert len(retried) == 1 and retried[0].params == orphan_params and retried[0].state == TrialState.COMPLETE
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+    assert TrialState.RUNNING not in states(runner.study)
+
+
+def test_failed_trials_are_recorded_with_reason_and_search_reaches_the_target(setup):
+    calls = {"n": 0}
+
+    def every_third(plan):
+        calls["n"] += 1
+        return "nan_loss" if calls["n"] % 3 == 0 else None
+
+    runner = setup(trials=5, evaluator=SyntheticEvaluator(fail_when=every_third))
+    progress = runner.run()
+    failed = [t for t in runner.study.get_trials() if t.state == TrialState.FAIL]
+    assert progress.completed == 5 and len(failed) == 2
+    assert all(t.user_attrs["failure"] == {"kind": "nan_loss", "message": "synthetic nan_loss"} for t in failed)
+
+
+def test_a_search_where_everything_fails_stops_with_one_clear_error(setup):
+    runner = setup(trials=5, evaluator=SyntheticEvaluator(fail_when=lambda plan: "data_error"))
+    with pytest.raises(SearchError, match="in a row failed; last: synthetic data_error"):
+        runner.run()
+    assert TrialState.RUNNING not in states(runner.study)
+
+
+def test_ctrl_c_records_the_running_trial_as_failed(setup):
+    calls = {"n": 0}
+
+    def interrupt_on_third(plan):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return SyntheticEvaluator()(plan)
+
+    runner = setup(trials=6, evaluator=interrupt_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    trials = runner.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL]
+    assert trials[2].user_attrs["failure"]["kind"] == "interrupted"
