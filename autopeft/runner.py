@@ -48,19 +48,20 @@ class Outcome:
 class Executor(Protocol):
     """Runs trials somewhere (in-process, Ray actors).
 
+    `submit` takes the plan in its `autopeft-plan/v1` dict form (cheap to send, no imports needed);
     `poll` returns finished trials as (number, workers `TrialResult` or `WorkerLost`).
     """
 
     capacity: int
 
-    def submit(self, number: int, plan: Plan) -> None: ...
+    def submit(self, number: int, plan: dict[str, Any]) -> None: ...
 
     def poll(self, timeout: float) -> list[tuple[int, Any]]: ...
 
     def cancel_all(self) -> list[int]: ...
 
 
-Evaluate = Callable[[Plan], Any]  # Plan -> workers TrialResult
+Evaluate = Callable[[dict[str, Any]], Any]  # autopeft-plan/v1 dict -> workers TrialResult
 
 
 def outcome_from_result(number: int, result: Any) -> Outcome:
@@ -84,9 +85,9 @@ class InlineExecutor:
 
     def __init__(self, evaluate: Evaluate):
         self._evaluate = evaluate
-        self._queue: list[tuple[int, Plan]] = []
+        self._queue: list[tuple[int, dict[str, Any]]] = []
 
-    def submit(self, number: int, plan: Plan) -> None:
+    def submit(self, number: int, plan: dict[str, Any]) -> None:
         self._queue.append((number, plan))
 
     def poll(self, timeout: float) -> list[tuple[int, Any]]:
@@ -129,6 +130,7 @@ class _Running:
     trial: optuna.Trial
     plan: Plan
     count: ParamCount
+    submitted: float  # perf_counter() when handed to the executor
 
 
 class Runner:
@@ -144,6 +146,7 @@ class Runner:
         self.host = socket.gethostname()
         self._running: dict[int, _Running] = {}
         self.done_this_run = 0  # completed by this process (for the ETA)
+        self.turnaround: dict[int, float] = {}  # trial number -> s from submit to recorded (benchmarks)
         self.progress = Progress(total=spec.execution.trials)
 
     # --- setup -----------------------------------------------------------------------------
@@ -194,8 +197,8 @@ class Runner:
             for key, value in (("plan", plan.to_dict()), ("plan_summary", plan.summary()), ("params", count.params),
                                ("params_pct", count.pct), ("driver_host", self.host)):
                 trial.set_user_attr(key, value)
-            self._running[trial.number] = _Running(trial, plan, count)
-            self.executor.submit(trial.number, plan)
+            self._running[trial.number] = _Running(trial, plan, count, time.perf_counter())
+            self.executor.submit(trial.number, plan.to_dict())
         self.progress.running = len(self._running)
 
     def _infeasible(self, plan: Plan, count: ParamCount) -> str | None:
@@ -216,6 +219,7 @@ class Runner:
         if outcome.ok:
             self.study.tell(trial, [outcome.metric, running.count.pct])
             self.done_this_run += 1
+            self.turnaround[trial.number] = time.perf_counter() - running.submitted
             self.progress.last_event = f"trial {trial.number}: {outcome.metric:.4f} at {running.count.pct:.4f}% params"
         else:
             trial.set_user_attr("failure", outcome.failure)
@@ -320,9 +324,7 @@ def make_executor(spec: SearchSpec) -> Executor:
     """Ray actors (local Ray, or the cluster at `execution.ray_address`), or in-process when `inline`."""
     from functools import partial
 
-    from autopeft.workers import evaluate_plan
-
-    evaluate = partial(evaluate_plan, spec.model, spec.task, fidelity=spec.fidelity, data_dir=spec.data_dir)
+    evaluate = partial(evaluate_plan_dict, spec.model, spec.task, spec.fidelity.model_dump(), spec.data_dir)
     ex = spec.execution
     if ex.executor == "inline":
         return InlineExecutor(evaluate)
@@ -330,6 +332,14 @@ def make_executor(spec: SearchSpec) -> Executor:
 
     return RayPool(partial(_identity, evaluate), ex.workers, address=ex.ray_address,
                    cpus_per_trial=ex.cpus_per_trial, gpus_per_trial=ex.gpus_per_trial)
+
+
+def evaluate_plan_dict(model: str, task: str, fidelity: dict[str, Any], data_dir: str | None, plan: dict[str, Any]):
+    """Worker-side entry point: rebuild the plan and fidelity from plain data and evaluate."""
+    from autopeft.spec import FidelitySpec
+    from autopeft.workers import evaluate_plan
+
+    return evaluate_plan(model, task, Plan.from_dict(plan), FidelitySpec(**fidelity), data_dir=data_dir)
 
 
 def _identity(value: Any) -> Any:

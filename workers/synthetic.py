@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def synthetic_metric(plan) -> float:
-    """Score in (0.5, 0.9): grows with log(size) weighted by layer depth; 0.5 for an empty plan."""
+def synthetic_metric(plan: dict[str, Any]) -> float:
+    """Score in [0.5, 0.9) of an autopeft-plan/v1 dict: grows with log(size) weighted by layer depth."""
+    layers = plan["num_layers"]
     depth_weighted = sum(
-        (layer + 1) / plan.num_layers * math.log1p(size) for m in plan.active for layer, size in enumerate(m.sizes) if size
+        (layer + 1) / layers * math.log1p(size) for m in plan["modules"] for layer, size in enumerate(m["sizes"]) if size
     )
     return 0.5 + 0.4 * (1.0 - math.exp(-depth_weighted / 8.0))
 
@@ -40,12 +41,12 @@ class SyntheticResult:
 
 @dataclass
 class SyntheticEvaluator:
-    """Callable plan → `SyntheticResult` after sleeping `seconds` (wall time of a pretend trial)."""
+    """Callable plan dict → `SyntheticResult` after sleeping `seconds` (wall time of a pretend trial)."""
 
     seconds: float = 0.0
-    fail_when: Callable[[Any], str | None] | None = None  # plan -> failure kind, or None
+    fail_when: Callable[[dict[str, Any]], str | None] | None = None  # plan dict -> failure kind, or None
 
-    def __call__(self, plan) -> SyntheticResult:
+    def __call__(self, plan: dict[str, Any]) -> SyntheticResult:
         start = time.perf_counter()
         if self.seconds:
             time.sleep(self.seconds)
