@@ -11,7 +11,6 @@ Stale RUNNING trials left by a dead process are failed and their configurations 
 from __future__ import annotations
 
 import math
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -143,8 +142,8 @@ class Runner:
         self.space = space
         self.executor = executor
         self.on_progress = on_progress or (lambda progress: None)
-        self.host = socket.gethostname()
         self._running: dict[int, _Running] = {}
+        self._points: list[tuple[float, float]] = []  # (metric, params %) of completed trials
         self.done_this_run = 0  # completed by this process (for the ETA)
         self.turnaround: dict[int, float] = {}  # trial number -> s from submit to recorded (benchmarks)
         self.progress = Progress(total=spec.execution.trials)
@@ -161,10 +160,10 @@ class Runner:
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self) -> Progress:
-        self._refresh()
+        self._load()
         consecutive_failures = 0
         try:
-            while self.progress.completed < self.spec.execution.trials:
+            while self._completed_in_db() < self.spec.execution.trials:
                 self._fill()
                 if not self._running:
                     break
@@ -185,7 +184,8 @@ class Runner:
 
     def _fill(self) -> None:
         target = self.spec.execution.trials
-        while len(self._running) < self.executor.capacity and self.progress.completed + len(self._running) < target:
+        done = self._completed_in_db()
+        while len(self._running) < self.executor.capacity and done + len(self._running) < target:
             trial = self.study.ask()
             plan = self.space.suggest(trial)
             count = self.space.count(plan)
@@ -193,9 +193,10 @@ class Runner:
             if infeasible:  # only samplers without the feasibility wrapper get here
                 trial.set_user_attr("failure", {"kind": "infeasible", "message": infeasible})
                 self.study.tell(trial, state=TrialState.FAIL)
+                self.progress.failed += 1
                 continue
             for key, value in (("plan", plan.to_dict()), ("plan_summary", plan.summary()), ("params", count.params),
-                               ("params_pct", count.pct), ("driver_host", self.host)):
+                               ("params_pct", count.pct)):
                 trial.set_user_attr(key, value)
             self._running[trial.number] = _Running(trial, plan, count, time.perf_counter())
             self.executor.submit(trial.number, plan.to_dict())
@@ -214,16 +215,18 @@ class Runner:
         if running is None:  # not ours (already abandoned)
             return
         trial = running.trial
-        for key, value in outcome.attrs.items():
-            trial.set_user_attr(key, value)
+        if outcome.attrs:
+            trial.set_user_attr("result", outcome.attrs)
         if outcome.ok:
             self.study.tell(trial, [outcome.metric, running.count.pct])
+            self._points.append((outcome.metric, running.count.pct))
             self.done_this_run += 1
             self.turnaround[trial.number] = time.perf_counter() - running.submitted
             self.progress.last_event = f"trial {trial.number}: {outcome.metric:.4f} at {running.count.pct:.4f}% params"
         else:
             trial.set_user_attr("failure", outcome.failure)
             self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            self.progress.failed += 1
             self.progress.last_event = f"trial {trial.number} failed: {(outcome.failure or {}).get('message', '')}"
             attempt = int(trial.user_attrs.get("attempt", 0)) + 1
             if outcome.lost and attempt <= self.spec.execution.max_retries:
@@ -237,19 +240,26 @@ class Runner:
             self.study.tell(running.trial, state=TrialState.FAIL, skip_if_finished=True)
         self._running.clear()
 
-    def _refresh(self) -> None:
+    def _load(self) -> None:
+        """Read the study once; afterwards progress is kept up to date from this process's results."""
         trials = self.study.get_trials(deepcopy=False)
-        done = completed(self.study)
+        self._points = points([t for t in trials if t.state == TrialState.COMPLETE])
+        self.progress.failed = sum(t.state == TrialState.FAIL for t in trials)
+        self._refresh()
+
+    def _completed_in_db(self) -> int:
+        """Completed trials in the DB, by every process working on this study (one COUNT query)."""
+        return self.study._storage.get_n_trials(self.study._study_id, state=TrialState.COMPLETE)
+
+    def _refresh(self) -> None:
         ref = reference_point(self.spec)
-        pts = points(done)
-        within = [m for m, pct in pts if pct <= ref[1]]
+        within = [m for m, pct in self._points if pct <= ref[1]]
         p = self.progress
-        p.completed = len(done)
-        p.failed = sum(t.state == TrialState.FAIL for t in trials)
+        p.completed = len(self._points)
         p.running = len(self._running)
         p.best_metric = max(within) if within else None
-        p.hypervolume = hypervolume(pts, ref)
-        p.pareto_size = len(pareto_indices(pts))
+        p.hypervolume = hypervolume(self._points, ref)
+        p.pareto_size = len(pareto_indices(self._points))
         self.on_progress(p)
 
 

@@ -1,10 +1,11 @@
 """The study DB: Optuna RDB storage (SQLite by default, PostgreSQL for clusters), the only store.
 
 A study is 2-objective: values = (task metric ↑, trainable params % ↓). The study's user attrs
-hold the full spec (`spec`), so a study can be resumed from the DB alone. Each trial's user attrs
-hold `plan` (autopeft-plan/v1 dict), `params`, `params_pct`, and after evaluation the result
-fields (`metrics`, `fidelity`, `seed`, `train_seconds`, `eval_seconds`, `peak_memory_mb`, `host`,
-`device`, ...) and, for failed trials, `failure` = {kind, message}.
+hold the full spec (`spec`), so a study can be resumed from the DB alone. Each trial's user attrs:
+`plan` (autopeft-plan/v1 dict), `plan_summary`, `params`, `params_pct` (set when proposed);
+`result` (the worker's `TrialResult` as a dict: `metrics`, `metric`, `status`, `fidelity`, `seed`,
+`train_seconds`, `eval_seconds`, `peak_memory_mb`, `host`, `device`, ...) once evaluated;
+`failure` = {kind, message} for failed trials; `retry_of` / `attempt` for retried configurations.
 """
 
 from __future__ import annotations
@@ -31,10 +32,29 @@ class StudyError(ValueError):
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Connect to the study DB at `url` (any SQLAlchemy URL); one-line `StudyError` when unreachable."""
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     except Exception as exc:  # SQLAlchemy/driver errors vary by backend; all mean "cannot use this URL"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StudyError(f"cannot open storage {_redact(url)}: {reason}; check --storage") from None
+    if url.startswith("sqlite"):
+        _use_wal(storage.engine)
+    return storage
+
+
+def _use_wal(engine) -> None:
+    """SQLite in WAL mode with normal sync: readers (the dashboard) never block the runner, commits
+    cost well under a millisecond instead of an fsync each; a process crash loses no committed trial
+    (a power cut may lose the last few)."""
+    from sqlalchemy import event
+
+    def on_connect(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()  # connections opened before the listener reconnect with it
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def test_two_long_lived_actors_share_the_trials(ray_local, tmp_path):
         pool.close()
     trials = runner.study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
-    used = {t.user_attrs["pid"] for t in trials}
+    used = {t.user_attrs["result"]["pid"] for t in trials}
     assert used == actor_pids  # the same two processes served every trial
     assert elapsed < 6 * 0.3 + 1.5  # two at a time, not one after the other plus overhead
 
@@ -71,5 +71,5 @@ def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_retried(ray_local, 
     assert len(lost) == 1 and lost[0].user_attrs["failure"]["kind"] == "worker_lost"
     retry = [t for t in trials if t.user_attrs.get("retry_of") == lost[0].number]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == lost[0].params
-    assert retry[0].user_attrs["pid"] != victim
+    assert retry[0].user_attrs["result"]["pid"] != victim
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 4

@@ -50,7 +50,7 @@ def test_every_trial_lands_in_the_db_with_plan_params_and_values(setup):
         assert t.user_attrs["plan"] == plan.to_dict()
         assert (t.user_attrs["params"], t.user_attrs["params_pct"]) == (count.params, count.pct)
         assert t.values == pytest.approx([synthetic_metric(plan.to_dict()), count.pct])
-        assert t.user_attrs["status"] == "ok" and t.user_attrs["host"]
+        assert t.user_attrs["result"]["status"] == "ok" and t.user_attrs["result"]["host"]
     assert study.user_attrs["spec"]["execution"]["trials"] == 6
 
 

@@ -5,6 +5,6 @@ from __future__ import annotations
 from autopeft.cli.app import app, bench_app
 
 # Importing the command modules registers their commands on `app` / `bench_app`.
-from autopeft.cli import search, spaces, studies  # noqa: E402,F401  isort: skip
+from autopeft.cli import bench_scaling, search, spaces, studies  # noqa: E402,F401  isort: skip
 
 __all__ = ["app", "bench_app"]
