@@ -1,0 +1,324 @@
+"""Plot and table data for the dashboard: pure functions of trial rows (no I/O, no plotly).
+
+The split follows Optuna's `visualization/_pareto_front.py`: these functions compute *what* to draw
+(`*_info`), `figures.py` decides *how*. Everything here is plain data, serialisable to JSON, and
+what the JSON API returns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from autopeft.dashboard.reader import TrialRow
+from autopeft.search_spaces.plan import FAMILIES
+
+from autopeft.pareto import hypervolume, hypervolume_history, pareto_indices
+
+STATES = ("complete", "running", "waiting", "fail", "pruned")
+SIZE_NAMES = {"lora": "rank", "ia3": "on", "serial": "width", "parallel": "width", "prefix": "length"}
+
+
+# --- Pareto front ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Point:
+    number: int
+    metric: float | None
+    params_pct: float | None
+    summary: str
+    note: str = ""  # failure reason for failed trials
+
+
+@dataclass(frozen=True)
+class ParetoFrontInfo:
+    """Pareto-optimal (cheapest first), dominated and failed trials; the budget line at `budget_pct`.
+
+    Failed trials have no metric: they are drawn at `failed_y`, just below the lowest metric.
+    """
+
+    front: list[Point]
+    dominated: list[Point]
+    failed: list[Point]
+    budget_pct: float | None
+    failed_y: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        # not `asdict`: it deep-copies every point, which a 10,000-trial study notices
+        return {"front": [vars(p).copy() for p in self.front], "dominated": [vars(p).copy() for p in self.dominated],
+                "failed": [vars(p).copy() for p in self.failed], "budget_pct": self.budget_pct,
+                "failed_y": self.failed_y}
+
+
+def pareto_front_info(rows: Sequence[TrialRow], budget_pct: float | None) -> ParetoFrontInfo:
+    done = [r for r in rows if r.state == "complete" and r.metric is not None and r.params_pct is not None]
+    front_idx = pareto_indices([(r.metric, r.params_pct) for r in done])
+    on_front = set(front_idx)
+    front = [_point(done[i]) for i in front_idx]
+    dominated = [_point(r) for i, r in enumerate(done) if i not in on_front]
+    failed = [Point(r.number, None, r.params_pct, r.summary, _failure_text(r.failure))
+              for r in rows if r.state == "fail" and r.params_pct is not None]
+    failed_y = None
+    if failed:
+        metrics = [r.metric for r in done]
+        low, high = (min(metrics), max(metrics)) if metrics else (0.0, 1.0)
+        failed_y = low - 0.05 * max(high - low, 0.01)
+    return ParetoFrontInfo(front=front, dominated=dominated, failed=failed, budget_pct=budget_pct, failed_y=failed_y)
+
+
+def _point(r: TrialRow) -> Point:
+    return Point(r.number, r.metric, r.params_pct, r.summary)
+
+
+def _failure_text(failure: dict[str, Any] | None) -> str:
+    if not failure:
+        return "failed"
+    kind, message = failure.get("kind", ""), failure.get("message", "")
+    return f"{kind}: {message}" if kind and message else str(kind or message or "failed")
+
+
+# --- hypervolume history -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class HypervolumeInfo:
+    """Hypervolume after each completed trial, by trial number and by completion time (ISO, local)."""
+
+    reference: tuple[float, float]
+    numbers: list[int]
+    by_number: list[float]
+    times: list[str]
+    by_time: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def hypervolume_info(rows: Sequence[TrialRow], reference: tuple[float, float]) -> HypervolumeInfo:
+    done = [r for r in rows if r.state == "complete" and r.metric is not None and r.params_pct is not None]
+    by_number = sorted(done, key=lambda r: r.number)
+    by_time = sorted((r for r in done if r.complete is not None), key=lambda r: (r.complete, r.number))
+    return HypervolumeInfo(
+        reference=reference,
+        numbers=[r.number for r in by_number],
+        by_number=hypervolume_history([(r.metric, r.params_pct) for r in by_number], reference),
+        times=[r.complete.isoformat(timespec="seconds") for r in by_time],
+        by_time=hypervolume_history([(r.metric, r.params_pct) for r in by_time], reference),
+    )
+
+
+# --- layer placement ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerMapInfo:
+    """Where the Pareto-optimal configurations put their modules.
+
+    `sizes[family][k][layer]` is trial `numbers[k]`'s size (rank, width, length; IA3 1 = on) in that
+    layer, 0 = absent; `usage[family][layer]` is the share of those trials with the family there.
+    Families are listed in `FAMILIES` order, only those used by some trial.
+    """
+
+    num_layers: int
+    numbers: list[int]
+    params_pct: list[float]
+    families: list[str]
+    sizes: dict[str, list[list[int]]]
+    usage: dict[str, list[float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def layer_map_info(rows: Sequence[TrialRow]) -> LayerMapInfo:
+    """Layer map of `rows` (normally the Pareto-optimal trials, cheapest first)."""
+    rows = [r for r in rows if r.plan is not None]
+    num_layers = max((int(r.plan.get("num_layers", 0)) for r in rows), default=0)
+    per_trial = [plan_sizes(r.plan, num_layers) for r in rows]
+    families = [f for f in FAMILIES if any(any(sizes.get(f, [])) for sizes in per_trial)]
+    sizes = {f: [s.get(f, [0] * num_layers) for s in per_trial] for f in families}
+    usage = {f: [sum(1 for s in sizes[f] if s[layer]) / len(rows) for layer in range(num_layers)] for f in families}
+    return LayerMapInfo(num_layers=num_layers, numbers=[r.number for r in rows],
+                        params_pct=[r.params_pct or 0.0 for r in rows], families=families, sizes=sizes, usage=usage)
+
+
+def plan_sizes(plan: dict[str, Any], num_layers: int | None = None) -> dict[str, list[int]]:
+    """`{family: [size per layer]}` of an `autopeft-plan/v1` dict, padded to `num_layers`."""
+    n = int(plan.get("num_layers", 0)) if num_layers is None else num_layers
+    out: dict[str, list[int]] = {}
+    for module in plan.get("modules", []):
+        sizes = [int(s) for s in module.get("sizes", [])][:n]
+        out[str(module.get("family"))] = sizes + [0] * (n - len(sizes))
+    return out
+
+
+@dataclass(frozen=True)
+class PlanInfo:
+    """One plan per layer, for the trial page: families (rows) x layers (columns), cell = size."""
+
+    num_layers: int
+    families: list[str]
+    sizes: dict[str, list[int]]
+    options: dict[str, dict[str, Any]]  # per family: targets, alpha when present
+    summary: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_info(plan: dict[str, Any], summary: str = "") -> PlanInfo:
+    sizes = plan_sizes(plan)
+    options = {str(m.get("family")): {k: m[k] for k in ("targets", "alpha") if m.get(k) is not None}
+               for m in plan.get("modules", [])}
+    families = [f for f in FAMILIES if any(sizes.get(f, []))]
+    families += [f for f in sizes if f not in families and any(sizes[f])]
+    return PlanInfo(num_layers=int(plan.get("num_layers", 0)), families=families,
+                    sizes={f: sizes[f] for f in families}, options={f: options.get(f, {}) for f in families},
+                    summary=summary)
+
+
+# --- study summary -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StudySummaryInfo:
+    """One row of the studies page; the same figures as `autopeft.study.summarize` (and `autopeft studies`)."""
+
+    study_id: int
+    name: str
+    model: str
+    task: str
+    space: str
+    metric: str
+    budget_pct: float | None
+    states: dict[str, int]
+    trials: int
+    best_metric: float | None
+    best_trial: int | None
+    hypervolume: float
+    pareto_size: int
+    last_update: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def study_summary(study_id: int, name: str, spec, rows: Sequence[TrialRow]) -> StudySummaryInfo:
+    """`spec` is the study's `SearchSpec`; the budget is `budget.max_params_pct` (100 when unset)."""
+    states: dict[str, int] = {}
+    for r in rows:
+        states[r.state] = states.get(r.state, 0) + 1
+    done = [r for r in rows if r.state == "complete" and r.metric is not None and r.params_pct is not None]
+    reference = (spec.objectives.metric_floor, spec.budget.max_params_pct or 100.0)
+    within = [r for r in done if r.params_pct <= reference[1]]
+    best = max(within, key=lambda r: (r.metric, -r.params_pct, -r.number)) if within else None
+    points = [(r.metric, r.params_pct) for r in done]
+    stamps = [r.complete or r.start for r in rows if r.complete or r.start]
+    return StudySummaryInfo(
+        study_id=study_id, name=name, model=spec.model, task=spec.task, space=spec.space,
+        metric=spec.objectives.metric, budget_pct=spec.budget.max_params_pct, states=states, trials=len(rows),
+        best_metric=best.metric if best else None, best_trial=best.number if best else None,
+        hypervolume=hypervolume(points, reference), pareto_size=len(pareto_indices(points)),
+        last_update=max(stamps).isoformat(timespec="seconds") if stamps else None,
+    )
+
+
+# --- trials table ------------------------------------------------------------------------------
+SortKey = Literal["number", "metric", "params_pct", "params", "state"]
+
+
+@dataclass(frozen=True)
+class TrialQuery:
+    """Filter, sort and page the trials table. Ranges are inclusive; None = no bound."""
+
+    state: str | None = None
+    family: str | None = None
+    min_metric: float | None = None
+    max_metric: float | None = None
+    min_params_pct: float | None = None
+    max_params_pct: float | None = None
+    pareto_only: bool = False
+    sort: SortKey = "number"
+    descending: bool = False
+    offset: int = 0
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class TrialPage:
+    total: int
+    matched: int
+    offset: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def trial_table(rows: Sequence[TrialRow], query: TrialQuery, pareto: set[int] | frozenset[int] = frozenset()) -> TrialPage:
+    """The rows matching `query`, sorted (missing values last either way), one page of them."""
+
+    def keep(r: TrialRow) -> bool:
+        return ((query.state is None or r.state == query.state)
+                and (query.family is None or query.family in r.families)
+                and (not query.pareto_only or r.number in pareto)
+                and _within(r.metric, query.min_metric, query.max_metric)
+                and _within(r.params_pct, query.min_params_pct, query.max_params_pct))
+
+    matched = [r for r in rows if keep(r)]
+    present = [r for r in matched if getattr(r, query.sort) is not None]
+    missing = [r for r in matched if getattr(r, query.sort) is None]
+    present.sort(key=lambda r: (getattr(r, query.sort), r.number), reverse=query.descending)
+    ordered = present + sorted(missing, key=lambda r: r.number)
+    page = ordered[query.offset:query.offset + query.limit]
+    return TrialPage(total=len(rows), matched=len(matched), offset=query.offset,
+                     rows=[table_row(r, r.number in pareto) for r in page])
+
+
+def _within(value: float | None, low: float | None, high: float | None) -> bool:
+    if low is None and high is None:
+        return True
+    if value is None:
+        return False
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def table_row(r: TrialRow, pareto: bool) -> dict[str, Any]:
+    return {"number": r.number, "state": r.state, "metric": r.metric, "params_pct": r.params_pct, "params": r.params,
+            "families": list(r.families), "summary": r.summary, "pareto": pareto,
+            "failure": _failure_text(r.failure) if r.state == "fail" else None,
+            "complete": r.complete.isoformat(timespec="seconds") if r.complete else None}
+
+
+# --- trial page --------------------------------------------------------------------------------
+RESULT_KEYS = ("metric", "metrics", "status", "fidelity", "seed", "train_seconds", "eval_seconds", "peak_memory_mb",
+               "host", "device", "failure", "plan", "plan_summary", "params", "params_pct")
+
+
+def trial_detail(trial, study_id: int, pareto: bool) -> dict[str, Any]:
+    """Everything the trial page shows of an Optuna `FrozenTrial` made by autopeft."""
+    attrs = dict(trial.user_attrs)
+    start, complete = trial.datetime_start, trial.datetime_complete
+    return {
+        "study_id": study_id,
+        "number": trial.number,
+        "state": trial.state.name.lower(),
+        "pareto": pareto,
+        "values": list(trial.values) if trial.values else None,
+        "metric": trial.values[0] if trial.values else attrs.get("metric"),
+        "params": attrs.get("params"),
+        "params_pct": attrs.get("params_pct"),
+        "summary": attrs.get("plan_summary", ""),
+        "plan": attrs.get("plan"),
+        "metrics": attrs.get("metrics") or {},
+        "fidelity": attrs.get("fidelity") or {},
+        "timings": {
+            "start": _iso(start), "complete": _iso(complete),
+            "wall_seconds": (complete - start).total_seconds() if start and complete else None,
+            "train_seconds": attrs.get("train_seconds"), "eval_seconds": attrs.get("eval_seconds"),
+        },
+        "resources": {"peak_memory_mb": attrs.get("peak_memory_mb"), "host": attrs.get("host"),
+                      "device": attrs.get("device"), "seed": attrs.get("seed")},
+        "failure": attrs.get("failure"),
+        "params_suggested": dict(trial.params),
+        "other": {k: v for k, v in sorted(attrs.items()) if k not in RESULT_KEYS},
+    }
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
