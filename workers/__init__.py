@@ -1,1 +1,27 @@
-"""placeholder"""
+"""Evaluate one trial (`autopeft.workers`): data, training at a fidelity, metrics, Ray actors.
+
+Names are imported lazily so that a Ray actor running a light evaluator does not pay for torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "evaluate_plan": "autopeft.workers.evaluate",
+    "check_task": "autopeft.workers.evaluate",
+    "CACHE": "autopeft.workers.evaluate",
+    "TrialResult": "autopeft.workers.result",
+    "DataError": "autopeft.workers.tasks",
+    "TaskSpec": "autopeft.workers.tasks",
+    "resolve_task": "autopeft.workers.tasks",
+    "GLUE_TASKS": "autopeft.workers.tasks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'autopeft.workers' has no attribute {name!r}")
