@@ -79,7 +79,8 @@ class StudyView:
 
     def figures(self) -> dict[str, Any]:
         if self._figures is None:
-            metric = self.info.spec.objectives.metric if self.info.spec else "metric"
+            name = self.info.spec.objectives.metric
+            metric = "task metric" if name == "auto" else name
             self._figures = {"pareto": figures.pareto_figure(self.pareto, metric),
                              "hypervolume": figures.hypervolume_figure(self.hypervolume),
                              "layer_map": figures.layer_map_figure(self.layer_map)}

@@ -56,7 +56,7 @@ def pareto_figure(info: ParetoFrontInfo, metric_name: str = "metric") -> Figure:
     ]
     shapes, annotations = [], []
     if info.budget_pct:
-        x = math.log10(info.budget_pct)  # shapes on a log axis take log10 coordinates
+        x = info.budget_pct
         shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
                        "line": {"color": BUDGET, "width": 1.5, "dash": "dash"}})
         annotations.append({"xref": "x", "yref": "paper", "x": x, "y": 1, "yanchor": "bottom", "showarrow": False,

@@ -22,6 +22,11 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// replaceChildren without the null/undefined placeholders of optional parts
+function fill(node, ...children) {
+  node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
+}
+
 const fmt = {
   metric: (v) => (v === null || v === undefined ? "–" : Number(v).toFixed(4)),
   pct: (v) => (v === null || v === undefined ? "–" : `${Number(v).toPrecision(3)}%`),
@@ -42,7 +47,7 @@ async function getJSON(url) {
 }
 
 function showError(error) {
-  main.replaceChildren(el("div", { class: "card error" }, el("h2", {}, "Cannot show this page"), el("p", {}, error.message)));
+  fill(main, el("div", { class: "card error" }, el("h2", {}, "Cannot show this page"), el("p", {}, error.message)));
 }
 
 function setLive(ok) {
@@ -76,20 +81,20 @@ async function studiesPage() {
   const render = (studies) => {
     const rows = studies.map((s) => el("tr", {},
       el("td", {}, el("a", { href: studyUrl(s.study_id), class: "strong" }, s.name)),
-      el("td", { title: s.model }, modelName(s.model)),
+      el("td", { title: s.model, class: "nowrap" }, modelName(s.model)),
       el("td", {}, s.task),
       el("td", {}, s.space),
       el("td", {}, stateBadges(s.states)),
       el("td", { class: "num" }, s.best_trial === null ? "–" : el("a", { href: trialUrl(s.study_id, s.best_trial) }, fmt.metric(s.best_metric))),
       el("td", { class: "num" }, fmt.num(s.hypervolume)),
       el("td", { class: "num" }, s.pareto_size),
-      el("td", {}, fmt.time(s.last_update))));
+      el("td", { class: "nowrap" }, fmt.time(s.last_update))));
     const table = studies.length
       ? el("table", { class: "table" },
         el("thead", {}, el("tr", {}, ["study", "model", "task", "space", "trials", "best metric ≤ budget", "hypervolume", "front", "last update"].map((h) => el("th", {}, h)))),
         el("tbody", {}, rows))
       : el("p", { class: "muted" }, "No autopeft studies in this database yet. Start one with `autopeft search spec.yaml`.");
-    main.replaceChildren(el("h1", {}, "Studies"), el("div", { class: "card" }, table));
+    fill(main, el("h1", {}, "Studies"), el("div", { class: "card" }, table));
   };
   render(await getJSON("/api/studies"));
   poll(async () => render(await getJSON("/api/studies")));
@@ -116,7 +121,7 @@ const FAMILIES = ["lora", "ia3", "serial", "parallel", "prefix"];
 const STATES = ["complete", "running", "waiting", "fail", "pruned"];
 
 function trialsTable(studyId, onChange) {
-  const query = { sort: "number", order: "asc", offset: 0, limit: 50 };
+  const query = { sort: "number", order: "asc", offset: 0, limit: 25 };
   const filters = {};
   const tbody = el("tbody");
   const info = el("span", { class: "muted" });
@@ -177,13 +182,12 @@ async function studyPage() {
   const hvDiv = el("div", { id: "hypervolume-plot", class: "plot" });
   const layerDiv = el("div", { id: "layer-map", class: "plot" });
   const table = trialsTable(id);
-  main.replaceChildren(head,
+  fill(main, head,
     el("section", { class: "card" }, el("h2", {}, "Pareto front"),
       el("p", { class: "hint" }, "Metric against trainable parameters. Pareto-optimal trials are joined by the step line; click a point to open its trial."), paretoDiv),
-    el("div", { class: "grid2" },
-      el("section", { class: "card" }, el("h2", {}, "Hypervolume"), el("p", { class: "hint" }, "Area dominated by the front inside (metric floor, budget), by trial and over time."), hvDiv),
-      el("section", { class: "card" }, el("h2", {}, "Where the front puts its parameters"),
-        el("p", { class: "hint" }, "Pareto-optimal configurations (rows, cheapest at the bottom) × layers; cell = rank, width or length."), layerDiv)),
+    el("section", { class: "card" }, el("h2", {}, "Where the front puts its parameters"),
+      el("p", { class: "hint" }, "Pareto-optimal configurations (rows, cheapest at the bottom) × layers; cell = rank, width or length. Click a row to open its trial."), layerDiv),
+    el("section", { class: "card" }, el("h2", {}, "Hypervolume"), el("p", { class: "hint" }, "Area dominated by the front inside the reference box (metric floor, budget), by trial number and over time."), hvDiv),
     el("section", { class: "card" }, el("h2", {}, "Trials"), table.node));
 
   const open = (event) => {
@@ -259,7 +263,7 @@ async function trialPage() {
     const layers = t.plan_layers;
     const options = layers ? Object.entries(layers.options).map(([family, o]) =>
       `${family}: ${Object.entries(o).map(([k, v]) => `${k} ${v}`).join(", ") || "–"}`) : [];
-    main.replaceChildren(
+    fill(main, 
       el("div", { class: "page-head" },
         el("div", {},
           el("p", { class: "crumbs" }, el("a", { href: "/" }, "Studies"), " / ", el("a", { href: studyUrl(id) }, t.study_name)),
