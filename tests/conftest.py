@@ -25,3 +25,18 @@ def postgres_server():
 @pytest.fixture
 def postgres_url(postgres_server):
     return postgres_server.new_database()
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory):
+    """A saved tiny random BERT (4 layers, hidden 32) with a WordPiece tokenizer over SST-2 words."""
+    from tests.tiny_model import save_tiny_bert
+
+    return str(save_tiny_bert(tmp_path_factory.mktemp("tiny-bert")))
+
+
+@pytest.fixture(scope="session")
+def glue_dir():
+    from tests.tiny_model import GLUE_DIR
+
+    return str(GLUE_DIR)
