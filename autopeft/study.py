@@ -33,6 +33,10 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Connect to the study DB at `url` (any SQLAlchemy URL); one-line `StudyError` when unreachable."""
     try:
         storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    except ImportError as exc:
+        missing = getattr(exc.__cause__, "name", None) or "the database driver"
+        raise StudyError(f"cannot open storage {_redact(url)}: {missing} is not installed; "
+                         "pip install 'autopeft[postgres]' for PostgreSQL") from None
     except Exception as exc:  # SQLAlchemy/driver errors vary by backend; all mean "cannot use this URL"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StudyError(f"cannot open storage {_redact(url)}: {reason}; check --storage") from None

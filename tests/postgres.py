@@ -49,7 +49,7 @@ class PostgresServer:
     def new_database(self) -> str:
         name = "t" + uuid.uuid4().hex[:10]
         self._run([_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name])
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
         subprocess.run(self._as_user + [_bin("pg_ctl"), "-D", self.data, "-m", "immediate", "stop"], capture_output=True)

@@ -18,6 +18,7 @@ from autopeft.runner import Progress, SearchError
 from autopeft.search_spaces import ModelError, PlanError, SpaceError
 from autopeft.spec import SearchSpec, SpecError, build_spec, load_spec
 from autopeft.study import StudyError, open_storage, stored_spec, study_names
+from autopeft.workers.tasks import DataError
 
 # Fields a resumed study may change; the others define the study and are fixed at creation.
 RESUMABLE_PREFIXES = ("execution.", "storage.")
@@ -115,9 +116,7 @@ def search(
     try:
         spec, name, resuming = resolve_spec(spec_file, overrides)
         session = prepare_search(spec, name)
-    except (SpecError, StudyError, SpaceError, ModelError, PlanError) as exc:
-        fail(str(exc))
-    except ValueError as exc:  # data errors from the workers (missing file, column, labels)
+    except (SpecError, StudyError, SpaceError, ModelError, PlanError, SearchError, DataError) as exc:
         fail(str(exc))
     verb = "resuming" if resuming else "starting"
     console.print(f"{verb} study [bold]{name}[/bold] in {spec.storage.url}: {spec.model} on {spec.task}, "
