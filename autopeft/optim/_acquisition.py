@@ -1,0 +1,120 @@
+"""Acquisition functions as pure functions: qLogNEHVI / qNEHVI with an exact, computed params objective.
+
+Outcomes are in maximisation form: ``[metric, -params_pct]`` and the reference point is
+``[metric_floor, -budget_pct]`` (fixed for a study).
+
+`mobo` models only the metric: its GP has one output and the second objective, ``-params_pct``, is
+computed from the candidate itself by an MC objective (`metric_and_neg_pct`). Each candidate's
+feature row carries its exact parameter share in the last column (log-scaled to [0, 1] by
+`PctScale`), so the objective is a deterministic, vectorised function of ``X``. This is the
+`GenericDeterministicModel` idea (BoTorch's recommended way to express known objectives) with the
+same numbers, but as an objective on the samples rather than a second model in a `ModelList`, which
+keeps posterior sampling one-output: building qLogNEHVI over 60 baseline points takes ~0.1 s this way
+against ~40 s with the `ModelList` (measured on 2 CPU cores, BoTorch 0.18.1).
+
+References: Daulton, Balandat & Bakshy, "Parallel Bayesian Optimization of Multiple Noisy Objectives
+with Expected Hypervolume Improvement" (NeurIPS 2021) for qNEHVI, its pending points and pruning;
+Ament et al., "Unexpected Improvements to Expected Improvement for Bayesian Optimization" (NeurIPS
+2023) for the log formulation, which keeps the acquisition informative where improvement is tiny.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from botorch.acquisition import AcquisitionFunction
+from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+from botorch.acquisition.multi_objective.monte_carlo import qNoisyExpectedHypervolumeImprovement
+from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
+from botorch.models.model import Model
+from botorch.sampling import SobolQMCNormalSampler
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class PctScale:
+    """Maps a parameter share (% of the model) to a feature in [0, 1] on a log scale and back.
+
+    ``feature = (log pct - log low) / (log high - log low)``, with ``low`` the smallest configuration
+    of the space and ``high`` the budget; `to_pct` inverts it exactly (up to float64 rounding).
+    """
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if not (0 < self.low <= self.high):
+            raise ValueError(f"expected 0 < low <= high, got low={self.low}, high={self.high}")
+
+    @property
+    def _span(self) -> float:
+        return max(math.log(self.high) - math.log(self.low), 1e-9)
+
+    def to_feature(self, pct: np.ndarray) -> np.ndarray:
+        """``n`` shares → ``n`` features (0 at the smallest configuration, 1 at the budget)."""
+        return (np.log(np.maximum(pct, 1e-300)) - math.log(self.low)) / self._span
+
+    def to_pct(self, feature: Tensor) -> Tensor:
+        """Features (any shape) → shares, differentiable."""
+        return torch.exp(math.log(self.low) + feature * self._span)
+
+
+def metric_and_neg_pct(scale: PctScale) -> GenericMCMultiOutputObjective:
+    """MC objective: metric samples ``sample x batch x q x 1`` and ``X`` (``batch x q x D``, last column
+    the pct feature) → ``sample x batch x q x 2`` objectives ``[metric, -params_pct]``."""
+
+    def objective(samples: Tensor, X: Tensor | None = None) -> Tensor:
+        if X is None:
+            raise ValueError("expected the candidates X with the objective samples, got X=None")
+        neg_pct = -scale.to_pct(X[..., -1:])
+        return torch.cat([samples[..., :1], neg_pct.expand(samples[..., :1].shape)], dim=-1)
+
+    return GenericMCMultiOutputObjective(objective)
+
+
+def log_nehvi(model: Model, X_baseline: Tensor, ref_point: tuple[float, float], scale: PctScale, *,
+              X_pending: Tensor | None = None, mc_samples: int = 64, seed: int = 0) -> AcquisitionFunction:
+    """qLogNEHVI for a one-output metric model and the computed params objective.
+
+    Args:
+        model: surrogate of the metric, ``batch x q x D`` → one output.
+        X_baseline: ``n x D`` observed configurations (their features, last column the pct feature).
+        ref_point: ``(metric_floor, -budget_pct)``.
+        scale: how the last feature column maps to the params share.
+        X_pending: ``p x D`` configurations being evaluated (RUNNING trials), or None.
+    """
+    return qLogNoisyExpectedHypervolumeImprovement(
+        model=model, ref_point=list(ref_point), X_baseline=X_baseline,
+        sampler=SobolQMCNormalSampler(sample_shape=torch.Size([mc_samples]), seed=seed),
+        objective=metric_and_neg_pct(scale), X_pending=_none_if_empty(X_pending),
+        prune_baseline=True, cache_root=True,
+    )
+
+
+def nehvi_two_models(model: Model, X_baseline: Tensor, ref_point: tuple[float, float], *,
+                     X_pending: Tensor | None = None, mc_samples: int = 64, seed: int = 0) -> AcquisitionFunction:
+    """qNEHVI over a two-output model of ``[metric, -params_pct]`` (AutoPEFT's recipe: both modelled).
+
+    ``X_baseline`` is ``n x D``, ``X_pending`` ``p x D``; candidates are ``batch x q x D``.
+    """
+    return qNoisyExpectedHypervolumeImprovement(
+        model=model, ref_point=list(ref_point), X_baseline=X_baseline,
+        sampler=SobolQMCNormalSampler(sample_shape=torch.Size([mc_samples]), seed=seed),
+        X_pending=_none_if_empty(X_pending), prune_baseline=True,
+    )
+
+
+def evaluate(acq: AcquisitionFunction, X: Tensor, chunk: int = 512) -> Tensor:
+    """Acquisition value of each of ``n`` single candidates ``X`` (``n x D``) → ``n``, in chunks, no grad."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(X), chunk):
+            out.append(acq(X[start : start + chunk].unsqueeze(-2)))
+    return torch.cat(out) if out else torch.zeros(0, dtype=X.dtype)
+
+
+def _none_if_empty(X: Tensor | None) -> Tensor | None:
+    return X if X is not None and len(X) > 0 else None

@@ -1,0 +1,136 @@
+"""`MoboSampler`: autopeft's default multi-objective Bayesian optimiser, on BoTorch inside Optuna.
+
+Objectives: maximise the task metric, minimise trainable parameters (% of the model).
+
+1. Start-up (fewer than ``n_startup_trials`` observations): a space-filling feasible design
+   (scrambled Sobol, rejection of infeasible points, greedy maximin; `_design`) spread first along
+   the log params share, then over the configuration, handed out in order.
+2. Then each proposal:
+   - a GP surrogate of the metric only (`SingleTaskGP`, or SAAS with ``surrogate="saas"``) on the
+     encoded configuration plus its exact log-scaled params share (``n x (D + 1)``);
+   - the params share is computed exactly for every candidate, never modelled;
+   - qLogNEHVI over the fixed reference point ``(metric_floor, budget_pct)``, with the configurations
+     of RUNNING/WAITING trials as pending points so that parallel proposals differ;
+   - maximised over the discrete space directly: batched local search over one-exchange
+     neighbours from the observed Pareto front and the best of a random feasible pool;
+   - only feasible (valid, within budget) configurations are scored, and none already evaluated,
+     failed or pending.
+
+Everything random is seeded by ``(seed, trial number)``, so a study replays identically.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import numpy as np
+import optuna
+import torch
+from optuna.trial import FrozenTrial
+
+from autopeft.optim._acquisition import evaluate, log_nehvi
+from autopeft.optim._base import AutopeftSamplerBase
+from autopeft.optim._design import feasible_design
+from autopeft.optim._history import History
+from autopeft.optim._local_search import local_search
+from autopeft.optim._surrogate import fit_gp, fit_saas
+from autopeft.search_spaces.space import SearchSpace
+
+
+class MoboSampler(AutopeftSamplerBase):
+    """Multi-objective BO with a computed params objective and a hard budget (see module docstring).
+
+    Args:
+        space: the search space bound to the model.
+        budget_pct: largest params share (% of the model); ``max_params``: largest count. Both apply.
+        metric_floor: the metric coordinate of the hypervolume reference point.
+        n_startup_trials: observations from the space-filling design before the GP is used (>= 2).
+        surrogate: ``gp`` (default) or ``saas``.
+        seed: seeds the design, the random starts and the MC base samples.
+        mc_samples: quasi-MC samples of the metric posterior in qLogNEHVI.
+        max_evals: acquisition evaluations per proposal (random pool included).
+        pool_size: random feasible candidates scored to pick local-search starts.
+        n_starts: local-search starts taken from the pool (in addition to the Pareto front).
+    """
+
+    def __init__(self, space: SearchSpace, *, budget_pct: float | None, max_params: int | None = None,
+                 metric_floor: float = 0.0, n_startup_trials: int = 8, surrogate: Literal["gp", "saas"] = "gp",
+                 seed: int | None = None, mc_samples: int = 64, max_evals: int = 1200, pool_size: int = 256,
+                 n_starts: int = 6):
+        super().__init__(space, budget_pct=budget_pct, max_params=max_params, metric_floor=metric_floor,
+                         n_startup_trials=max(2, n_startup_trials), seed=seed)
+        if surrogate not in ("gp", "saas"):
+            raise ValueError(f"surrogate: expected gp or saas, got {surrogate!r}")
+        self.surrogate = surrogate
+        self.mc_samples = mc_samples
+        self.max_evals = max_evals
+        self.pool_size = pool_size
+        self.n_starts = n_starts
+        self._design: np.ndarray | None = None
+        self._warm: dict | None = None
+        #: seconds spent in the last proposal's stages (fit, acquisition, search), for benchmarks
+        self.last_timings: dict[str, float] = {}
+
+    # --- start-up ---------------------------------------------------------------------------------
+    def design(self) -> np.ndarray:
+        """The start-up design (``n_startup_trials x d``), computed once per seed."""
+        if self._design is None:
+            self._design = feasible_design(self.encoding, self.feasibility, self.n_startup_trials, self._seed,
+                                           self._design_features)
+        return self._design
+
+    def _design_features(self, Z: np.ndarray) -> np.ndarray:
+        """Distances for the maximin design: the configuration (scaled by 1/sqrt(D)) and, weighted 3x, the
+        log params share, so the design is first spread along the cost axis of the front."""
+        enc = self.encoding.features(Z) / np.sqrt(max(self.encoding.num_features, 1))
+        return np.concatenate([enc, 3.0 * self.features(Z)[:, -1:]], axis=1)
+
+    def _propose(self, study: optuna.Study, trial: FrozenTrial, history: History,
+                 rng: np.random.Generator) -> np.ndarray | None:
+        if history.n_done < self.n_startup_trials or np.ptp(history.y) == 0.0:
+            design = self.design()
+            ok = self.admissible(design, history.seen) if len(design) else np.zeros(0, dtype=bool)
+            if ok.any():
+                return design[np.argmax(ok)]
+            pick = self.feasibility.random_feasible(rng, 1, exclude=history.seen)
+            return pick[0] if len(pick) else None
+        return self._bo_candidate(history, rng, seed=int(rng.integers(2**31)))
+
+    # --- Bayesian optimisation step ----------------------------------------------------------------
+    def _bo_candidate(self, history: History, rng: np.random.Generator, seed: int) -> np.ndarray | None:
+        t0 = time.perf_counter()
+        dtype = torch.float64
+        X = torch.tensor(self.features(history.Z_done), dtype=dtype)
+        Y = torch.tensor(history.y, dtype=dtype).unsqueeze(-1)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            if self.surrogate == "saas":
+                model = fit_saas(X, Y, seed=seed)
+            else:
+                model, self._warm = fit_gp(X, Y, warm=self._warm)
+            t1 = time.perf_counter()
+            X_pending = torch.tensor(self.features(history.Z_pending), dtype=dtype) if len(history.Z_pending) else None
+            acq = log_nehvi(model, X, self.reference_point, self.scale, X_pending=X_pending,
+                            mc_samples=self.mc_samples, seed=seed)
+            t2 = time.perf_counter()
+
+            def score(Z: np.ndarray) -> np.ndarray:
+                return evaluate(acq, torch.tensor(self.features(Z), dtype=dtype)).numpy()
+
+            pool = self.feasibility.random_feasible(rng, self.pool_size, exclude=history.seen)
+            starts = self.pareto_configs(history)
+            if len(pool):
+                pool_scores = score(pool)
+                top = pool[np.argsort(-pool_scores)[: self.n_starts]]
+                starts = np.concatenate([starts, top]) if len(starts) else top
+            result = local_search(
+                score, starts, self.encoding.neighbours, lambda Z: self.admissible(Z, history.seen),
+                self.feasibility.plan_keys, max_evals=max(self.max_evals - len(pool), 1),
+            )
+        z = result.z
+        if len(pool) and (z is None or result.score < pool_scores.max()):
+            z = pool[int(np.argmax(pool_scores))]
+        self.last_timings = {"fit": t1 - t0, "acquisition": t2 - t1, "search": time.perf_counter() - t2,
+                             "evaluations": float(result.evaluations + len(pool))}
+        return z

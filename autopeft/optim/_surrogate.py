@@ -1,0 +1,90 @@
+"""Gaussian-process surrogates of the task metric (and, for the paper's recipe, of the params share).
+
+- ``gp``: `SingleTaskGP` with BoTorch's default prior for its RBF kernel, whose log-normal
+  lengthscale prior is scaled with the square root of the dimension (Hvarfner, Hellsten & Nardi,
+  "Vanilla Bayesian Optimization Performs Great in High Dimensions", ICML 2024); it suits the 15-70
+  mostly binary or ordinal inputs of PEFT spaces without per-space tuning. Outcomes are standardised.
+  Hyperparameters are fitted by L-BFGS-B on the marginal likelihood, warm-started from the previous
+  fit so that refits after one new observation take a few iterations.
+- ``saas``: the SAAS fully Bayesian GP (Eriksson & Jankowiak, "High-Dimensional Bayesian Optimization
+  with Sparse Axis-Aligned Subspaces", UAI 2021), `SaasFullyBayesianSingleTaskGP`, fitted by NUTS
+  (which BoTorch runs on NumPyro/JAX). When NumPyro is not installed, the ensemble of MAP SAAS GPs
+  over several global shrinkage values (`EnsembleMapSaasSingleTaskGP`, BoTorch's NUTS-free
+  approximation of the same posterior) is used instead; `saas_backend()` says which.
+
+Shapes: ``train_X`` is ``n x D`` in [0, 1], ``train_Y`` is ``n x m`` (m = 1 metric, or 2 outcomes).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
+from botorch.models.model import Model
+from botorch.models.transforms import Standardize
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from torch import Tensor
+
+#: hyperparameter names kept between fits (not the outcome transform's buffers)
+_WARM_PREFIXES = ("covar_module.", "likelihood.", "mean_module.")
+
+
+def saas_backend() -> str:
+    """``nuts`` when NumPyro is importable (true fully Bayesian SAAS), else ``map-ensemble``."""
+    return "nuts" if importlib.util.find_spec("numpyro") is not None else "map-ensemble"
+
+
+def fit_gp(train_X: Tensor, train_Y: Tensor, *, warm: dict[str, Tensor] | None = None,
+           maxiter: int = 100) -> tuple[SingleTaskGP, dict[str, Tensor]]:
+    """Fit a `SingleTaskGP` (``n x D`` → ``n x 1``); returns the model and its hyperparameters for warm starts."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = SingleTaskGP(train_X, train_Y, outcome_transform=Standardize(m=train_Y.shape[-1]))
+        if warm:
+            own = model.state_dict()
+            usable = {k: v for k, v in warm.items() if k in own and own[k].shape == v.shape}
+            model.load_state_dict(usable, strict=True)
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
+    state = {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(_WARM_PREFIXES)}
+    return model.eval(), state
+
+
+def fit_saas(train_X: Tensor, train_Y: Tensor, *, seed: int, nuts: dict[str, Any] | None = None) -> Model:
+    """Fit a SAAS GP (``n x D`` → ``n x m``): fully Bayesian by NUTS, or the MAP ensemble fallback.
+
+    ``nuts`` overrides `fit_fully_bayesian_model_nuts` settings (default: warmup 256, 128 samples,
+    thinning 16 → 8 posterior samples; BoTorch's defaults are 512/256/16, 4x slower).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if saas_backend() == "nuts":
+            from botorch.fit import fit_fully_bayesian_model_nuts
+            from botorch.models.fully_bayesian import SaasFullyBayesianSingleTaskGP
+
+            model = SaasFullyBayesianSingleTaskGP(train_X, train_Y, outcome_transform=Standardize(m=train_Y.shape[-1]))
+            settings = {"warmup_steps": 256, "num_samples": 128, "thinning": 16, **(nuts or {})}
+            fit_fully_bayesian_model_nuts(model, disable_progbar=True, seed=seed, **settings)
+            return model.eval()
+        return _fit_map_saas_ensemble(train_X, train_Y, seed=seed)
+
+
+def _fit_map_saas_ensemble(train_X: Tensor, train_Y: Tensor, *, seed: int, num_taus: int = 4) -> Model:
+    from botorch.models.map_saas import EnsembleMapSaasSingleTaskGP
+    from botorch.models.model_list_gp_regression import ModelListGP
+
+    rng = np.random.default_rng(seed)
+    models = []
+    for j in range(train_Y.shape[-1]):
+        # tau ~ HalfCauchy(0.1), drawn from our own generator so fits are reproducible
+        taus = torch.tensor(np.abs(0.1 * rng.standard_cauchy(num_taus)), dtype=train_X.dtype).clamp(1e-3, 10.0)
+        model = EnsembleMapSaasSingleTaskGP(train_X, train_Y[:, j : j + 1], num_taus=num_taus, taus=taus)
+        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model),
+                         optimizer_kwargs={"options": {"maxiter": 200}})
+        models.append(model.eval())
+    return models[0] if len(models) == 1 else ModelListGP(*models).eval()
