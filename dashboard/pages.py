@@ -20,6 +20,7 @@ def page(kind: str, title: str, params: dict[str, Any]) -> str:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(title)} · autopeft</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/dashboard.css">
 <script src="/static-vendor/plotly.min.js" defer></script>
 <script src="/static/dashboard.js" defer></script>
@@ -65,7 +66,7 @@ def docs_page(openapi: dict[str, Any]) -> str:
     body = "\n".join(parts)
     return f"""<!doctype html>
 <html lang="en">
-<head><meta charset="utf-8"><title>API · autopeft</title><link rel="stylesheet" href="/static/dashboard.css"></head>
+<head><meta charset="utf-8"><title>API · autopeft</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/static/dashboard.css"></head>
 <body><header>{NAV}</header><main class="docs">{body}</main></body>
 </html>
 """
