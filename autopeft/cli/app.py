@@ -6,7 +6,11 @@ import json
 import sys
 from typing import Any, NoReturn
 
+import optuna
 import typer
+from rich.console import Console
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # the CLI reports progress itself
 
 app = typer.Typer(
     name="autopeft",
@@ -17,6 +21,11 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks (speed, optimiser quality); every one takes --json PATH.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+
+
+def console() -> Console:
+    """Rich console for command output; wide and unwrapped when not a terminal, so scripts can parse it."""
+    return Console(width=None if sys.stdout.isatty() else 200, soft_wrap=not sys.stdout.isatty())
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -9,11 +9,11 @@ from typing import Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from autopeft.cli.app import app, fail
+from autopeft.cli.app import console as make_console
 from autopeft.runner import Progress, SearchError
 from autopeft.search_spaces import ModelError, PlanError, SpaceError
 from autopeft.spec import SearchSpec, SpecError, build_spec, load_spec
@@ -112,7 +112,7 @@ def search(
     }
     from autopeft.runner import prepare_search
 
-    console = Console(stderr=False)
+    console = make_console()
     try:
         spec, name, resuming = resolve_spec(spec_file, overrides)
         session = prepare_search(spec, name)
@@ -144,7 +144,9 @@ def search(
 
     print_pareto(session.study, spec, console)
     console.print(f"\ndashboard: autopeft dashboard --storage {spec.storage.url}")
-    best = session.best_under(1.0)
-    if best is not None:
-        console.print(f"export the best configuration under 1% params: autopeft export {name} --trial {best} "
-                      f"--format peft --out ./adapter --storage {spec.storage.url}")
+    for limit, label in ((1.0, "under 1% params"), (100.0, "found")):
+        best = session.best_under(limit)
+        if best is not None:
+            console.print(f"export the best configuration {label}: autopeft export {name} --trial {best} "
+                          f"--format peft --out ./adapter --storage {spec.storage.url}")
+            break

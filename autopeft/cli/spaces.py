@@ -5,10 +5,10 @@ from __future__ import annotations
 from enum import Enum
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from autopeft.cli.app import app, fail, print_json
+from autopeft.cli.app import console as make_console
 from autopeft.search_spaces import (
     ModelError,
     SpaceError,
@@ -43,7 +43,7 @@ def list_spaces(ctx: typer.Context, format: Format = typer.Option(Format.text, "
     table = Table("space", "families", "description")
     for row in rows:
         table.add_row(row["name"], ", ".join(row["families"]), row["description"])
-    Console().print(table)
+    make_console().print(table)
 
 
 @spaces_app.command("show")
@@ -83,7 +83,7 @@ def show(
     if format is Format.json:
         print_json(info)
         return
-    console = Console()
+    console = make_console()
     console.print(f"[bold]{space.name}[/bold] on {model} ({structure.model_type}, {structure.num_layers} layers, "
                   f"{structure.base_params:,} parameters)")
     console.print(space.description)

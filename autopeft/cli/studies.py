@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autopeft.cli.app import app, fail, print_json
+from autopeft.cli.app import console as make_console
 from autopeft.export import FORMATS, export_trial
 from autopeft.search_spaces import ModelError, PlanError
 from autopeft.spec import SearchSpec
@@ -61,7 +62,7 @@ def studies(
         best = f"{r['best_metric']:.4f}" if r["best_metric"] is not None else "-"
         table.add_row(r["name"], r["model"], r["task"], r["space"], states, best, f"{r['hypervolume']:.4f}",
                       str(r["pareto_size"]))
-    Console().print(table)
+    make_console().print(table)
 
 
 def pareto_rows(study) -> list[dict]:
@@ -100,7 +101,7 @@ def pareto(
         writer.writeheader()
         writer.writerows(rows)
     else:
-        print_pareto(loaded, spec, Console())
+        print_pareto(loaded, spec, make_console())
 
 
 @app.command()
