@@ -66,7 +66,8 @@ def docs_page(openapi: dict[str, Any]) -> str:
     body = "\n".join(parts)
     return f"""<!doctype html>
 <html lang="en">
-<head><meta charset="utf-8"><title>API · autopeft</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/static/dashboard.css"></head>
+<head><meta charset="utf-8"><title>API · autopeft</title><link rel="icon" href="data:,">
+<link rel="stylesheet" href="/static/dashboard.css"></head>
 <body><header>{NAV}</header><main class="docs">{body}</main></body>
 </html>
 """
