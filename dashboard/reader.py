@@ -190,7 +190,13 @@ def _local(value: dt.datetime | None) -> dt.datetime | None:
     """Optuna stores naive UTC and shows naive local time (as `FrozenTrial` does)."""
     if value is None:
         return None
-    return value.replace(tzinfo=dt.UTC).astimezone().replace(tzinfo=None)
+    return value + _utc_offset(value.replace(minute=0, second=0, microsecond=0))
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_offset(hour: dt.datetime) -> dt.timedelta:
+    """Local UTC offset at a (naive UTC) hour; offsets change on the hour, so one lookup serves an hour of trials."""
+    return hour.replace(tzinfo=dt.UTC).astimezone().utcoffset() or dt.timedelta(0)
 
 
 def _parse_spec(value_json: str | None) -> SearchSpec | None:

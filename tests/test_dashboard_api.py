@@ -33,7 +33,7 @@ def db(tmp_path_factory):
     TINY_CONFIGS["bert"]().save_pretrained(model)
     path = tmp / "studies.db"
     storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
-    build_study(storage, "tiny-lora", str(model), n_trials=24, running=1, failed_fraction=0.2, seed=5)
+    build_study(storage, "tiny-lora", str(model), n_trials=24, running=1, failed_fraction=0.2, seed=5, bulk=True)
     evil = create_study(storage, EVIL, build_spec({}, {"model": str(model)}))
     done = load_study(storage, "tiny-lora").get_trials(states=(TrialState.COMPLETE,))[0]
     evil.add_trial(optuna.trial.create_trial(

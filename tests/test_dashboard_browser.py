@@ -32,8 +32,8 @@ def site(tmp_path_factory):
     TINY_CONFIGS["bert"]().save_pretrained(model)
     path = tmp / "studies.db"
     storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
-    build_study(storage, "tiny-lora", str(model), n_trials=30, running=1, failed_fraction=0.15, seed=7)
-    build_study(storage, EVIL, str(model), n_trials=3, failed_fraction=0.0, seed=8)
+    build_study(storage, "tiny-lora", str(model), n_trials=30, running=1, failed_fraction=0.15, seed=7, bulk=True)
+    build_study(storage, EVIL, str(model), n_trials=3, failed_fraction=0.0, seed=8, bulk=True)
     with serve(f"sqlite:///{path}", poll_seconds=0.5) as base:
         yield base, path, storage
 

@@ -149,7 +149,7 @@ def real_study(tmp_path_factory):
     TINY_CONFIGS["bert"]().save_pretrained(model)
     url = f"sqlite:///{tmp / 'studies.db'}"
     storage = optuna.storages.RDBStorage(url)
-    build_study(storage, "tiny", str(model), n_trials=30, running=2, failed_fraction=0.15, seed=3)
+    build_study(storage, "tiny", str(model), n_trials=30, running=2, failed_fraction=0.15, seed=3, bulk=True)
     return url, storage
 
 
@@ -203,3 +203,18 @@ def test_reader_picks_up_new_and_finished_trials(tmp_path):
     new.set_user_attr("plan_summary", "new one")
     version3, rows = reader.snapshot(1)
     assert version3 > version2 and rows[-1].number == 4 and rows[-1].summary == "new one"
+
+
+def test_bulk_insert_writes_what_add_trials_writes(tmp_path):
+    """The benchmark's fast path (`bulk_add_trials`) leaves the same trials as Optuna's `Study.add_trials`."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    model = tmp_path / "tiny-bert"
+    TINY_CONFIGS["bert"]().save_pretrained(model)
+    loaded = []
+    for name, bulk in (("slow", False), ("bulk", True)):
+        url = f"sqlite:///{tmp_path / name}.db"
+        build_study(optuna.storages.RDBStorage(url), "s", str(model), n_trials=8, running=1, failed_fraction=0.3,
+                    seed=11, bulk=bulk)
+        loaded.append([{k: v for k, v in vars(t).items() if k != "_trial_id"}
+                       for t in optuna.load_study(study_name="s", storage=url).get_trials()])
+    assert loaded[0] == loaded[1]
