@@ -57,10 +57,11 @@ def trial_plan(study, number: int) -> Plan:
     """The plan recorded on completed trial `number`; `ValueError` naming the problem otherwise."""
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False)
-    if not 0 <= number < len(trials):
-        raise ValueError(f"trial {number}: no such trial in study {study.study_name!r} (it has {len(trials)})")
-    trial = trials[number]
+    storage = study._storage
+    try:
+        trial = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+    except KeyError:
+        raise ValueError(f"trial {number}: no such trial in study {study.study_name!r}") from None
     if trial.state != TrialState.COMPLETE:
         raise ValueError(f"trial {number}: is {trial.state.name.lower()}, not complete; export a complete trial "
                          "(see `autopeft pareto`)")

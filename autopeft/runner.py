@@ -11,7 +11,9 @@ Stale RUNNING trials left by a dead process are failed and their configurations 
 from __future__ import annotations
 
 import math
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,7 +26,7 @@ from autopeft.search_spaces.space import SearchSpace
 from autopeft.spec import SearchSpec
 from autopeft.pareto import hypervolume, pareto_indices
 from autopeft.search_spaces.counting import ParamCount
-from autopeft.study import completed, fail_stale_trials, points, reference_point
+from autopeft.study import completed, fail_stale_trials, heartbeat, live_drivers, points, reference_point
 from autopeft.workers.ray_pool import WorkerLost
 
 
@@ -143,6 +145,7 @@ class Runner:
         self.executor = executor
         self.on_progress = on_progress or (lambda progress: None)
         self._running: dict[int, _Running] = {}
+        self.driver = uuid.uuid4().hex[:12]  # this search process, for heartbeats and stale-trial recovery
         self._points: list[tuple[float, float]] = []  # (metric, params %) of completed trials
         self.done_this_run = 0  # completed by this process (for the ETA)
         self.turnaround: dict[int, float] = {}  # trial number -> s from submit to recorded (benchmarks)
@@ -150,8 +153,12 @@ class Runner:
 
     # --- setup -----------------------------------------------------------------------------
     def recover(self) -> int:
-        """Fail trials left RUNNING by a dead process and enqueue their configurations again."""
-        stale = fail_stale_trials(self.study, "the process running this trial stopped before it finished")
+        """Fail trials left RUNNING by a dead process and enqueue their configurations again.
+
+        Trials of other live search processes on the same study (recent heartbeat) are left alone.
+        """
+        live = live_drivers(self.study, stale_after=3 * self.spec.execution.heartbeat_seconds)
+        stale = fail_stale_trials(self.study, "the process running this trial stopped before it finished", live)
         for trial in stale:
             attempt = int(trial.user_attrs.get("attempt", 0)) + 1
             if attempt <= self.spec.execution.max_retries:
@@ -162,6 +169,7 @@ class Runner:
     def run(self) -> Progress:
         self._load()
         consecutive_failures = 0
+        stop_beating = self._start_heartbeat()
         try:
             while self._completed_in_db() < self.spec.execution.trials:
                 self._fill()
@@ -180,12 +188,29 @@ class Runner:
         except BaseException:
             self._abandon("the search stopped with an error")
             raise
+        finally:
+            stop_beating.set()
         return self.progress
+
+    def _start_heartbeat(self) -> threading.Event:
+        """Beat now and every `execution.heartbeat_seconds` from a daemon thread until the event is set."""
+        stop = threading.Event()
+        heartbeat(self.study, self.driver)
+
+        def beat() -> None:
+            while not stop.wait(self.spec.execution.heartbeat_seconds):
+                heartbeat(self.study, self.driver)
+
+        threading.Thread(target=beat, name="autopeft-heartbeat", daemon=True).start()
+        return stop
 
     def _fill(self) -> None:
         target = self.spec.execution.trials
-        done = self._completed_in_db()
-        while len(self._running) < self.executor.capacity and done + len(self._running) < target:
+        storage, study_id = self.study._storage, self.study._study_id
+        while len(self._running) < self.executor.capacity and (
+            storage.get_n_trials(study_id, state=TrialState.COMPLETE)
+            + storage.get_n_trials(study_id, state=TrialState.RUNNING) < target
+        ):
             trial = self.study.ask()
             plan = self.space.suggest(trial)
             count = self.space.count(plan)
@@ -196,7 +221,7 @@ class Runner:
                 self.progress.failed += 1
                 continue
             for key, value in (("plan", plan.to_dict()), ("plan_summary", plan.summary()), ("params", count.params),
-                               ("params_pct", count.pct)):
+                               ("params_pct", count.pct), ("driver", self.driver)):
                 trial.set_user_attr(key, value)
             self._running[trial.number] = _Running(trial, plan, count, time.perf_counter())
             self.executor.submit(trial.number, plan.to_dict())
@@ -318,12 +343,13 @@ def prepare_search(spec: SearchSpec, name: str, executor: Executor | None = None
         metric_floor=spec.objectives.metric_floor, n_startup_trials=spec.optimizer.n_startup_trials,
         surrogate=spec.optimizer.surrogate, seed=spec.optimizer.seed,
     )
-    if name in study_names(storage):
-        study = load_study(storage, name, sampler=sampler)
-        save_spec(study, spec)
-    else:
-        study = create_study(storage, name, spec)
-        study.sampler = sampler
+    if name not in study_names(storage):
+        try:
+            create_study(storage, name, spec)
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another search process created it a moment ago: join it
+    study = load_study(storage, name, sampler=sampler)
+    save_spec(study, spec)
     if executor is None:
         executor = make_executor(spec)
     runner = Runner(spec, study, space, executor)

@@ -106,6 +106,8 @@ class ExecutionSpec(_Section):
     gpus_per_trial: float = Field(1.0, ge=0, description="GPUs per trial where GPUs exist (fractions allowed).",
                                   json_schema_extra=_expect("a non-negative number"))
     cpus_per_trial: float = Field(1.0, gt=0, description="CPU slots per trial.", json_schema_extra=_expect("a positive number"))
+    heartbeat_seconds: float = Field(10.0, gt=0, description="How often a search process says it is alive; its running "
+                                     "trials count as stale after 3 missed beats.", json_schema_extra=_expect("a positive number"))
     max_retries: int = Field(2, ge=0, description="Retries of a trial whose worker died, before it is failed.",
                              json_schema_extra=_expect("a non-negative integer"))
 

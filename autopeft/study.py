@@ -11,6 +11,7 @@ hold the full spec (`spec`), so a study can be resumed from the DB alone. Each t
 from __future__ import annotations
 
 import datetime as dt
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -31,15 +32,20 @@ class StudyError(ValueError):
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Connect to the study DB at `url` (any SQLAlchemy URL); one-line `StudyError` when unreachable."""
-    try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
-    except ImportError as exc:
-        missing = getattr(exc.__cause__, "name", None) or "the database driver"
-        raise StudyError(f"cannot open storage {_redact(url)}: {missing} is not installed; "
-                         "pip install 'autopeft[postgres]' for PostgreSQL") from None
-    except Exception as exc:  # SQLAlchemy/driver errors vary by backend; all mean "cannot use this URL"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StudyError(f"cannot open storage {_redact(url)}: {reason}; check --storage") from None
+    for attempt in range(3):
+        try:
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+            break
+        except ImportError as exc:
+            missing = getattr(exc.__cause__, "name", None) or "the database driver"
+            raise StudyError(f"cannot open storage {_redact(url)}: {missing} is not installed; "
+                             "pip install 'autopeft[postgres]' for PostgreSQL") from None
+        except Exception as exc:  # SQLAlchemy/driver errors vary by backend; all mean "cannot use this URL"
+            if attempt < 2 and ("already exists" in str(exc) or "UniqueViolation" in str(exc)):
+                time.sleep(0.5)  # another process is creating the schema right now
+                continue
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StudyError(f"cannot open storage {_redact(url)}: {reason}; check --storage") from None
     if url.startswith("sqlite"):
         _use_wal(storage.engine)
     return storage
@@ -109,9 +115,25 @@ def stored_spec(study: optuna.Study) -> SearchSpec:
     return SearchSpec.model_validate(data)
 
 
-def fail_stale_trials(study: optuna.Study, reason: str) -> list[FrozenTrial]:
-    """Mark RUNNING trials (left by a dead process) FAILED with `reason`; return them for retry."""
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+DRIVER_PREFIX = "autopeft:driver:"
+
+
+def heartbeat(study: optuna.Study, driver: str) -> None:
+    """Record that search process `driver` is alive now (a study system attr: driver id → unix time)."""
+    study._storage.set_study_system_attr(study._study_id, DRIVER_PREFIX + driver, time.time())
+
+
+def live_drivers(study: optuna.Study, stale_after: float) -> set[str]:
+    """Search processes whose last heartbeat is younger than `stale_after` seconds."""
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    now = time.time()
+    return {k[len(DRIVER_PREFIX):] for k, v in attrs.items() if k.startswith(DRIVER_PREFIX) and now - v < stale_after}
+
+
+def fail_stale_trials(study: optuna.Study, reason: str, live: set[str] = frozenset()) -> list[FrozenTrial]:
+    """Mark RUNNING trials whose search process is not in `live` FAILED with `reason`; return them for retry."""
+    stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+             if t.user_attrs.get("driver") not in live]
     for trial in stale:
         study._storage.set_trial_user_attr(trial._trial_id, "failure", {"kind": "stale", "message": reason})
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)

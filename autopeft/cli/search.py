@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -109,6 +110,8 @@ def search(
         "optimizer.sampler": sampler, "storage.url": storage, "storage.study": study, "fidelity.seed": seed,
         "optimizer.seed": seed, "execution.workers": workers, "execution.ray_address": ray_address,
         "execution.executor": executor,
+        "execution.heartbeat_seconds": float(os.environ["AUTOPEFT_HEARTBEAT_SECONDS"])
+        if os.environ.get("AUTOPEFT_HEARTBEAT_SECONDS") else None,
     }
     from autopeft.runner import prepare_search
 
