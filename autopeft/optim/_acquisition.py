@@ -64,12 +64,17 @@ class PctScale:
 
 def metric_and_neg_pct(scale: PctScale) -> GenericMCMultiOutputObjective:
     """MC objective: metric samples ``sample x batch x q x 1`` and ``X`` (``batch x q x D``, last column
-    the pct feature) → ``sample x batch x q x 2`` objectives ``[metric, -params_pct]``."""
+    the pct feature) → ``sample x batch x q x 2`` objectives ``[metric, -params_pct]``. With a fully
+    Bayesian (SAAS) model the samples are ``sample x batch x mcmc x q x 1`` and the output keeps the
+    MCMC dimension."""
 
     def objective(samples: Tensor, X: Tensor | None = None) -> Tensor:
         if X is None:
             raise ValueError("expected the candidates X with the objective samples, got X=None")
         neg_pct = -scale.to_pct(X[..., -1:])
+        if samples.dim() - 1 > neg_pct.dim():
+            # a fully Bayesian model adds its MCMC dimension before q: sample x batch x mcmc x q x 1
+            neg_pct = neg_pct.unsqueeze(-3)
         return torch.cat([samples[..., :1], neg_pct.expand(samples[..., :1].shape)], dim=-1)
 
     return GenericMCMultiOutputObjective(objective)

@@ -23,6 +23,7 @@ import importlib.util
 import warnings
 from typing import Any
 
+import torch
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.model import Model
@@ -46,12 +47,13 @@ def fit_gp(train_X: Tensor, train_Y: Tensor, *, warm: dict[str, Tensor] | None =
         warnings.simplefilter("ignore")
         model = SingleTaskGP(train_X, train_Y, outcome_transform=Standardize(m=train_Y.shape[-1]))
         if warm:
-            own = model.state_dict()
-            usable = {k: v for k, v in warm.items() if k in own and own[k].shape == v.shape}
-            model.load_state_dict(usable, strict=True)
+            with torch.no_grad():
+                for name, param in model.named_parameters():
+                    if name in warm and warm[name].shape == param.shape:
+                        param.copy_(warm[name])
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
         fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
-    state = {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(_WARM_PREFIXES)}
+    state = {k: v.detach().clone() for k, v in model.named_parameters() if k.startswith(_WARM_PREFIXES)}
     return model.eval(), state
 
 
