@@ -56,7 +56,7 @@ class MoboSampler(AutopeftSamplerBase):
 
     def __init__(self, space: SearchSpace, *, budget_pct: float | None, max_params: int | None = None,
                  metric_floor: float = 0.0, n_startup_trials: int = 8, surrogate: Literal["gp", "saas"] = "gp",
-                 seed: int | None = None, mc_samples: int = 64, max_evals: int = 1200, pool_size: int = 256,
+                 seed: int | None = None, mc_samples: int = 64, max_evals: int = 800, pool_size: int = 192,
                  n_starts: int = 6):
         super().__init__(space, budget_pct=budget_pct, max_params=max_params, metric_floor=metric_floor,
                          n_startup_trials=max(2, n_startup_trials), seed=seed)
