@@ -94,6 +94,7 @@ def search(
     budget_pct: float | None = typer.Option(None, "--budget-pct", help="Max trainable params, % of the model."),
     train_size: int | None = typer.Option(None, "--train-size", help="Training examples per trial."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Optimizer-step cap per trial."),
+    learning_rate: float | None = typer.Option(None, "--learning-rate", help="AdamW learning rate per trial."),
     sampler: str | None = typer.Option(None, "--sampler", help="mobo, autopeft, botorch, gp, tpe, nsga2, random."),
     storage: str | None = typer.Option(None, "--storage", help="SQLAlchemy URL of the study DB."),
     study: str | None = typer.Option(None, "--study", help="Study name; an existing one is resumed."),
@@ -107,6 +108,7 @@ def search(
     overrides = {
         "model": model, "task": task, "data_dir": data_dir, "space": space, "execution.trials": trials,
         "budget.max_params_pct": budget_pct, "fidelity.train_size": train_size, "fidelity.max_steps": max_steps,
+        "fidelity.learning_rate": learning_rate,
         "optimizer.sampler": sampler, "storage.url": storage, "storage.study": study, "fidelity.seed": seed,
         "optimizer.seed": seed, "execution.workers": workers, "execution.ray_address": ray_address,
         "execution.executor": executor,
