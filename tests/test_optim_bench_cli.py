@@ -1,0 +1,58 @@
+"""`autopeft bench optimizers` end to end on a user problem (MODULE:ATTR) over a tiny model config."""
+
+from __future__ import annotations
+
+import csv
+import json
+import textwrap
+
+from typer.testing import CliRunner
+
+from autopeft.cli import app
+from tests.models import TINY_CONFIGS
+
+
+def test_bench_optimizers_on_a_user_problem(tmp_path, monkeypatch):
+    model_dir = tmp_path / "tiny-bert"
+    TINY_CONFIGS["bert"]().save_pretrained(model_dir)
+    (tmp_path / "my_problem.py").write_text(textwrap.dedent(f"""
+        class Recorded:
+            space = "autopeft"
+            model = {str(model_dir)!r}
+            metric_floor = 0.5
+
+            def evaluate(self, plan):
+                layers = sum(1 for m in plan["modules"] for s in m["sizes"] if s)
+                if layers == 3:
+                    return float("nan")  # a configuration without a recorded result
+                return 0.5 + 0.04 * layers
+
+        PROBLEM = Recorded()
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = CliRunner().invoke(app, [
+        "bench", "optimizers", "--problem", "my_problem:PROBLEM", "--samplers", "random,tpe", "--trials", "12",
+        "--seeds", "2", "--budget-pct", "5", "--json", str(out / "r.json"), "--csv", str(out / "r.csv"),
+        "--html", str(out / "r.html"),
+    ])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "r.json").read_text())
+    assert data["problem"] == "my_problem:PROBLEM" and data["samplers"] == ["random", "tpe"]
+    assert data["checkpoints"] == [10] and data["seeds"] == [0, 1]
+    assert all(len(curve) == 12 for per_seed in data["curves"].values() for curve in per_seed)
+    for s in data["summaries"]:
+        assert 0.0 < s["hv_mean"]["10"] <= 1.0
+        assert s["reached_95"] >= 1  # the best sampler reaches 95% of its own best on each seed
+    rows = list(csv.DictReader((out / "r.csv").open()))
+    assert [r["sampler"] for r in rows] == ["random", "tpe"]
+    assert "plotly" in (out / "r.html").read_text()[:100_000].lower()
+
+
+def test_bench_optimizers_refuses_bad_input():
+    runner = CliRunner()
+    bad = runner.invoke(app, ["bench", "optimizers", "--samplers", "mobo,cmaes", "--trials", "4"])
+    assert bad.exit_code == 2 and "expected names from mobo" in bad.output
+    bad = runner.invoke(app, ["bench", "optimizers", "--problem", "no_such_module:X", "--trials", "4"])
+    assert bad.exit_code == 2 and "cannot import module" in bad.output
