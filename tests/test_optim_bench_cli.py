@@ -48,6 +48,10 @@ def test_bench_optimizers_on_a_user_problem(tmp_path, monkeypatch):
     rows = list(csv.DictReader((out / "r.csv").open()))
     assert [r["sampler"] for r in rows] == ["random", "tpe"]
     assert "plotly" in (out / "r.html").read_text()[:100_000].lower()
+    # the raw runs are kept: merging result files re-summarises them without running anything
+    merged = CliRunner().invoke(app, ["bench", "optimizers", "--merge", str(out / "r.json"), "--json", str(out / "m.json")])
+    assert merged.exit_code == 0, merged.output
+    assert json.loads((out / "m.json").read_text())["summaries"] == data["summaries"]
 
 
 def test_bench_optimizers_refuses_bad_input():

@@ -37,11 +37,20 @@ def optimizers(
     json_path: Path | None = typer.Option(None, "--json", help="Write the full result (curves too) as JSON."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Write the summary table as CSV."),
     html_path: Path | None = typer.Option(None, "--html", help="Write a plotly HTML of the hypervolume curves."),
+    torch_threads: int = typer.Option(1, "--torch-threads", min=1,
+                                      help="torch threads for every sampler (1: stable timings on shared CPUs)."),
+    merge: list[Path] | None = typer.Option(None, "--merge",
+                                            help="Summarise the runs of earlier --json results together instead of running."),
 ):
     """Hypervolume of (metric, params %) per sampler over trials and seeds, trials to 95%, suggest time."""
     from autopeft.optim import SAMPLER_NAMES
-    from autopeft.optim.bench import ProblemError, figure, load_problem, run_sampler, summarise, table_rows
+    from autopeft.optim.bench import ProblemError, load_problem, run_sampler, summarise
     from autopeft.search_spaces import ModelError, SpaceError
+
+    if merge:
+        result = _merged(merge, n_startup_trials)
+        _write(result, json_path, csv_path, html_path)
+        return
 
     names = [s.strip() for s in samplers.split(",") if s.strip()]
     unknown = [s for s in names if s not in SAMPLER_NAMES]
@@ -61,8 +70,10 @@ def optimizers(
              f"({smallest.pct:.4g}%: {smallest_plan.summary()})")
 
     import optuna
+    import torch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.set_num_threads(torch_threads)
     runs = []
     for name in names:
         for seed in range(seeds):
@@ -75,7 +86,36 @@ def optimizers(
                        f"({time.perf_counter() - start:.0f} s)", err=True)
     result = summarise(runs, problem=loaded.name, space=loaded.space.name, budget_pct=budget_pct,
                        metric_floor=loaded.metric_floor, trials=trials, n_startup_trials=n_startup_trials)
-    result.command = "autopeft " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    result.command = "autopeft " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    _write(result, json_path, csv_path, html_path)
+
+
+def _merged(paths: list[Path], n_startup_trials: int):
+    from autopeft.optim.bench import runs_from_json, summarise
+
+    runs, first = [], None
+    for path in paths:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            fail(f"--merge: cannot read {path} ({exc})")
+        key = {k: data.get(k) for k in ("problem", "space", "budget_pct", "metric_floor", "trials")}
+        if first is None:
+            first = key
+        elif key != first:
+            fail(f"--merge: {path} is another benchmark ({key}), expected {first}")
+        runs.extend(runs_from_json(data))
+    if not runs:
+        fail("--merge: the files hold no runs; pass --json results of autopeft bench optimizers")
+    result = summarise(runs, problem=first["problem"], space=first["space"], budget_pct=first["budget_pct"],
+                       metric_floor=first["metric_floor"], trials=first["trials"], n_startup_trials=n_startup_trials)
+    result.command = "autopeft " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return result
+
+
+def _write(result, json_path: Path | None, csv_path: Path | None, html_path: Path | None) -> None:
+    from autopeft.optim.bench import figure, table_rows
+
     rows = table_rows(result)
     _print(rows, result.checkpoints)
     if csv_path is not None:

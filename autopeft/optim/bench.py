@@ -174,6 +174,7 @@ class BenchmarkResult:
     summaries: list[SamplerSummary]
     curves: dict[str, list[list[float]]] = field(default_factory=dict)  # sampler → per seed → hv per trial
     command: str = ""
+    runs: list[Run] = field(default_factory=list)  # the raw runs, so results can be merged and re-summarised
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -215,7 +216,14 @@ def summarise(runs: Sequence[Run], *, problem: str, space: str, budget_pct: floa
         problem=problem, space=space, budget_pct=budget_pct, metric_floor=metric_floor, trials=trials, seeds=seeds,
         samplers=samplers, checkpoints=checks, summaries=summaries,
         curves={s: [curves[s][seed] for seed in sorted(curves[s])] for s in samplers},
+        runs=list(runs),
     )
+
+
+def runs_from_json(data: dict[str, Any]) -> list[Run]:
+    """The raw runs stored in a result JSON (`BenchmarkResult.to_dict()`)."""
+    return [Run(sampler=r["sampler"], seed=r["seed"], points=[tuple(p) if p is not None else None for p in r["points"]],
+                suggest_seconds=list(r["suggest_seconds"]), failed=r.get("failed", 0)) for r in data.get("runs", [])]
 
 
 # --- tables and figures (data only; drawing in `figure`) ------------------------------------------------------
