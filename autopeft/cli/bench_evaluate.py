@@ -52,7 +52,8 @@ def _baseline(model_dir: str, task: str, plan, fidelity, data_dir: str) -> tuple
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=fidelity.batch_size,
                                  per_device_eval_batch_size=2 * fidelity.batch_size, learning_rate=fidelity.learning_rate,
                                  max_steps=fidelity.max_steps, seed=fidelity.seed, report_to=[], save_strategy="no",
-                                 logging_strategy="no", use_cpu=not torch.cuda.is_available())
+                                 logging_strategy="no", disable_tqdm=True,
+                                 use_cpu=not torch.cuda.is_available())
         trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer))
         trainer.train()
         predictions = trainer.predict(heldout).predictions.argmax(-1)
