@@ -343,17 +343,40 @@ def prepare_search(spec: SearchSpec, name: str, executor: Executor | None = None
         metric_floor=spec.objectives.metric_floor, n_startup_trials=spec.optimizer.n_startup_trials,
         surrogate=spec.optimizer.surrogate, seed=spec.optimizer.seed,
     )
-    if name not in study_names(storage):
+    new = name not in study_names(storage)
+    if new:
         try:
             create_study(storage, name, spec)
         except optuna.exceptions.DuplicatedStudyError:
-            pass  # another search process created it a moment ago: join it
+            new = False  # another search process created it a moment ago: join it
     study = load_study(storage, name, sampler=sampler)
+    if new and spec.warm_start:
+        warm_start(study, load_study(storage, spec.warm_start), space)
     save_spec(study, spec)
     if executor is None:
         executor = make_executor(spec)
     runner = Runner(spec, study, space, executor)
     return SearchSession(spec=spec, study=study, space=space, runner=runner, recovered=runner.recover())
+
+
+def warm_start(study: optuna.Study, source: optuna.Study, space: SearchSpace) -> int:
+    """Enqueue the Pareto-optimal configurations of `source` to be evaluated first in `study`.
+
+    The source must use the same space on a model with the same layer count (e.g. the same model
+    family on another task, as in the AutoPEFT paper's transfer experiments). Returns how many.
+    """
+    from autopeft.study import pareto_trials
+
+    dims = space.distributions()
+    front = pareto_trials(source)
+    for trial in front:
+        choices = {k: getattr(d, "choices", None) or range(d.low, d.high + 1) for k, d in dims.items()}
+        if set(trial.params) != set(dims) or any(v not in choices[k] for k, v in trial.params.items()):
+            raise SearchError(f"warm_start: study {source.study_name!r} was searched in another space or on a model "
+                              f"with another layer count; warm-start from a study of space {space.name!r}")
+    for trial in front:
+        study.enqueue_trial(trial.params, user_attrs={"warm_start_from": f"{source.study_name}#{trial.number}"})
+    return len(front)
 
 
 def make_executor(spec: SearchSpec) -> Executor:

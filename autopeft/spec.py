@@ -127,6 +127,8 @@ class SearchSpec(_Section):
     task: str = Field("glue:sst2", description="`glue:<name>` or a path to a CSV/TSV/JSONL file.")
     data_dir: str | None = Field(None, description="Directory in the GLUE TSV layout (`<dir>/SST-2/train.tsv`).")
     space: str = Field("lora", description="Built-in space name or path to a space YAML file.")
+    warm_start: str | None = Field(None, description="Study (same storage, same space) whose Pareto-optimal "
+                                   "configurations a new study evaluates first.")
     objectives: ObjectivesSpec = Field(default_factory=ObjectivesSpec)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     fidelity: FidelitySpec = Field(default_factory=FidelitySpec)

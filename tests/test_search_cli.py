@@ -108,3 +108,19 @@ def test_exporting_a_trial_that_is_not_complete_is_refused(search):
     study.ask()  # a RUNNING trial
     result = runner.invoke(app, ["export", "s", "--trial", "1", "--out", "x", "--storage", url])
     assert result.exit_code == 2 and "trial 1: is running, not complete" in result.output
+
+
+def test_warm_start_evaluates_the_other_studys_front_first(search, tiny_bert_dir, glue_dir):
+    run, url = search
+    assert run(trials=3).exit_code == 0
+    source = load_study(open_storage(url), "s")
+    front = {t.number: t.params for t in source.best_trials}
+    result = runner.invoke(app, ["search", "--model", tiny_bert_dir, "--task", "glue:rte", "--data-dir", glue_dir,
+                                 "--space", "lora", "--trials", str(len(front) + 1), "--train-size", "64",
+                                 "--max-steps", "2", "--budget-pct", "5", "--storage", url, "--study", "rte",
+                                 "--executor", "inline", "--warm-start", "s"])
+    assert result.exit_code == 0, result.output
+    trials = load_study(open_storage(url), "rte").get_trials()
+    firsts = trials[: len(front)]
+    assert [t.params for t in firsts] == [front[int(t.user_attrs["warm_start_from"].split("#")[1])] for t in firsts]
+    assert all(t.user_attrs["warm_start_from"].startswith("s#") for t in firsts)

@@ -103,6 +103,7 @@ def search(
     ray_address: str | None = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
                                            help="Ray cluster address; none starts Ray locally."),
     executor: str | None = typer.Option(None, "--executor", help="ray (default) or inline (in this process)."),
+    warm_start: str | None = typer.Option(None, "--warm-start", help="Evaluate this study's Pareto-optimal plans first."),
 ):
     """Search for the best PEFT configurations; every result lands in the study DB."""
     overrides = {
@@ -111,7 +112,7 @@ def search(
         "fidelity.learning_rate": learning_rate,
         "optimizer.sampler": sampler, "storage.url": storage, "storage.study": study, "fidelity.seed": seed,
         "optimizer.seed": seed, "execution.workers": workers, "execution.ray_address": ray_address,
-        "execution.executor": executor,
+        "execution.executor": executor, "warm_start": warm_start,
         "execution.heartbeat_seconds": float(os.environ["AUTOPEFT_HEARTBEAT_SECONDS"])
         if os.environ.get("AUTOPEFT_HEARTBEAT_SECONDS") else None,
     }
