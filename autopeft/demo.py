@@ -17,7 +17,8 @@ DATA_DIR = Path(__file__).parent / "data" / "glue"
 def demo_args(model: str) -> list[str]:
     return [
         "search", "--model", model, "--task", "glue:sst2", "--data-dir", str(DATA_DIR), "--space", "lora",
-        "--trials", "16", "--budget-pct", "1", "--train-size", "1000", "--max-steps", "60", "--learning-rate", "5e-3", "--workers", "2",
+        "--trials", "16", "--budget-pct", "1", "--train-size", "1000", "--max-steps", "60", "--learning-rate", "5e-3",
+        "--workers", "2",
         "--storage", "sqlite:///autopeft-demo.db", "--study", "demo-minilm-sst2", "--seed", "0",
     ]
 

@@ -21,11 +21,11 @@ from typing import Any, Protocol
 import optuna
 from optuna.trial import TrialState
 
+from autopeft.pareto import hypervolume, pareto_indices
+from autopeft.search_spaces.counting import ParamCount
 from autopeft.search_spaces.plan import Plan
 from autopeft.search_spaces.space import SearchSpace
 from autopeft.spec import SearchSpec
-from autopeft.pareto import hypervolume, pareto_indices
-from autopeft.search_spaces.counting import ParamCount
 from autopeft.study import completed, fail_stale_trials, heartbeat, live_drivers, points, reference_point
 from autopeft.workers.ray_pool import WorkerLost
 

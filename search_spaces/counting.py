@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 
 import torch
+
 from autopeft.search_spaces.model_structure import LAYER_COUNT_ATTRS, ModelStructure
 from autopeft.search_spaces.plan import ModulePlan, Plan, PlanError
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from autopeft.search_spaces.plan import PlanError
 from torch import nn
+
+from autopeft.search_spaces.plan import PlanError
 
 
 class ModelError(ValueError):

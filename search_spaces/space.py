@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from autopeft.search_spaces.counting import ParamCount, combinable, count_plan
 from autopeft.search_spaces.model_structure import ModelStructure
 from autopeft.search_spaces.plan import TARGET_GROUPS, ModulePlan, Plan
-from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SPACES_DIR = Path(__file__).parent
 HIDDEN_POW2 = "hidden/2^k"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from autopeft.search_spaces import ModulePlan, Plan, structure_of
 from transformers import AutoModelForSequenceClassification
 
 from autopeft.backends import apply_plan
+from autopeft.search_spaces import ModulePlan, Plan, structure_of
 from tests.models import TINY_CONFIGS
 
 PLANS = {

@@ -6,10 +6,10 @@ import random
 
 import pytest
 import torch
-from autopeft.search_spaces import ModulePlan, Plan, builtin_spaces, count_plan, load_space, structure_of
 from transformers import AutoModel
 
 from autopeft.backends import apply_plan, trainable_parameters
+from autopeft.search_spaces import ModulePlan, Plan, builtin_spaces, count_plan, load_space, structure_of
 from tests.models import TINY_CONFIGS
 
 # One single-family plan per family, with sizes that differ per layer where the library allows it.

@@ -8,13 +8,13 @@ import json
 
 import optuna
 import pytest
-from autopeft.dashboard import create_app
 from fastapi.testclient import TestClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from autopeft.cli import app as cli_app
 from autopeft.cli.dashboard import is_loopback
+from autopeft.dashboard import create_app
 from autopeft.export import export_trial
 from autopeft.spec import build_spec
 from autopeft.study import StudyError, create_study, load_study, pareto_trials

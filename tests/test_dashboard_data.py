@@ -9,6 +9,8 @@ import json
 import optuna
 import plotly.graph_objects as go
 import pytest
+from optuna.trial import TrialState
+
 from autopeft.dashboard import figures
 from autopeft.dashboard.data import (
     TrialQuery,
@@ -21,8 +23,6 @@ from autopeft.dashboard.data import (
 )
 from autopeft.dashboard.reader import StudyReader, TrialRow
 from autopeft.dashboard.storage import open_readonly
-from optuna.trial import TrialState
-
 from autopeft.study import load_study, pareto_trials, summarize
 from benchmarks.dashboard_synthetic import build_study
 from tests.models import TINY_CONFIGS

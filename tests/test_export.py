@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from autopeft.search_spaces import ModulePlan, Plan, PlanError, count_plan, structure_of
 from transformers import AutoModel
 
 from autopeft.backends import trainable_parameters
 from autopeft.export import export_plan
+from autopeft.search_spaces import ModulePlan, Plan, PlanError, count_plan, structure_of
 from tests.models import TINY_CONFIGS
 
 PEFT_PLANS = {

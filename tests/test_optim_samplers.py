@@ -13,13 +13,13 @@ import warnings
 import numpy as np
 import optuna
 import pytest
-from autopeft.search_spaces import load_space, structure_of
 from optuna.trial import TrialState
 
 from autopeft.optim import SAMPLER_NAMES, FeasibleSampler, make_sampler
 from autopeft.optim._encoding import SpaceEncoding
 from autopeft.optim._feasibility import Feasibility
 from autopeft.optim.synthetic import SyntheticPeft
+from autopeft.search_spaces import load_space, structure_of
 from tests.models import TINY_CONFIGS
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

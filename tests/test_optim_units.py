@@ -8,8 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from autopeft.search_spaces import Plan, load_space, structure_of
-from autopeft.search_spaces.plan import ModulePlan
 from botorch.models import SingleTaskGP
 from transformers import BertConfig
 
@@ -21,6 +19,8 @@ from autopeft.optim._feasibility import Feasibility
 from autopeft.optim._local_search import local_search
 from autopeft.optim.bench import Run, summarise, table_rows
 from autopeft.optim.synthetic import SyntheticPeft, capacity, layer_weights
+from autopeft.search_spaces import Plan, load_space, structure_of
+from autopeft.search_spaces.plan import ModulePlan
 from tests.models import TINY_CONFIGS
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from autopeft.search_spaces import Plan, SpaceError, builtin_spaces, load_space, structure_of
 from optuna.distributions import CategoricalDistribution
 from transformers import BertConfig
 
+from autopeft.search_spaces import Plan, SpaceError, builtin_spaces, load_space, structure_of
 from tests.models import TINY_CONFIGS
 
 BERT_BASE = structure_of(BertConfig())

@@ -29,7 +29,8 @@ def test_defaults_file_and_flags_take_precedence_in_order(tmp_path):
     [
         ('model: m\nbudget: {max_params_pct: "ten"}\n', 'budget.max_params_pct: expected a number in (0, 100], got "ten"'),
         ("model: m\nbudget: {max_params_pct: 250}\n", "budget.max_params_pct: expected a number in (0, 100], got 250"),
-        ("model: m\nfidelity: {batch_size: 0}\n", "fidelity.batch_size: expected a positive integer, got 0"),
+        ("model: m\nfidelity: {batch_size: 0}\n",
+         "fidelity.batch_size: expected a positive integer, got 0"),
         ("model: m\noptimizer: {sampler: bayes}\n", 'optimizer.sampler: expected one of mobo, autopeft, botorch, gp, tpe, nsga2, random, '
                                                       'got "bayes"'),
         ("model: m\nfidelty: {epochs: 1}\n", "fidelty: unknown field; expected one of: model, task"),

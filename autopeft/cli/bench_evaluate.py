@@ -26,8 +26,13 @@ def _baseline(model_dir: str, task: str, plan, fidelity, data_dir: str) -> tuple
     import numpy as np
     import torch
     from peft import get_peft_model
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, \
-        TrainingArguments
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     from autopeft.backends import peft_config
     from autopeft.search_spaces import load_config, structure_of
