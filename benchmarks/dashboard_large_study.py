@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 import optuna
-from autopeft.dashboard import create_app
 from fastapi.testclient import TestClient
 
+from autopeft.dashboard import create_app
 from benchmarks.dashboard_synthetic import BERT_BASE, build_study, fast_sqlite_storage, write_model_dir
 
 ENDPOINTS = ("/api/studies/1", "/api/studies/1/figures", "/api/studies/1/trials?sort=metric&order=desc",

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import optuna
 import uvicorn
-from autopeft.dashboard import create_app
 
+from autopeft.dashboard import create_app
 from benchmarks.dashboard_synthetic import BERT_BASE, build_study, fast_sqlite_storage, write_model_dir
 
 CHROMIUM = "/usr/bin/chromium"

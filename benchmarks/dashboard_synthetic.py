@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from autopeft.search_spaces import load_space, structure_of
-from autopeft.search_spaces.model_structure import load_config
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from autopeft.search_spaces import load_space, structure_of
+from autopeft.search_spaces.model_structure import load_config
 from autopeft.spec import build_spec
 from autopeft.study import create_study
 

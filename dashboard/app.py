@@ -20,6 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
 from autopeft.dashboard import figures, pages
 from autopeft.dashboard.data import (
     STATES,
@@ -35,10 +39,6 @@ from autopeft.dashboard.data import (
 from autopeft.dashboard.reader import StudyInfo, StudyReader, TrialRow
 from autopeft.dashboard.storage import open_readonly
 from autopeft.search_spaces.plan import FAMILIES
-from fastapi import FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
-from fastapi.staticfiles import StaticFiles
-
 from autopeft.study import StudyError
 
 STATIC = Path(__file__).parent / "static"
@@ -288,11 +288,11 @@ def _export(info: StudyInfo, trial, fmt: str) -> Response:
     Same code path as `autopeft.export.export_trial` (its `export_plan` with the stored spec's model),
     without loading every trial of the study to find this one.
     """
-    from autopeft.search_spaces import ModelError, Plan, PlanError
-    from autopeft.search_spaces.model_structure import load_config, structure_of
     from optuna.trial import TrialState
 
     from autopeft.export import export_plan
+    from autopeft.search_spaces import ModelError, Plan, PlanError
+    from autopeft.search_spaces.model_structure import load_config, structure_of
 
     if trial.state != TrialState.COMPLETE:
         raise HTTPException(409, f"trial {trial.number}: is {trial.state.name.lower()}, not complete; "

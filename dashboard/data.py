@@ -13,9 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from autopeft.dashboard.reader import TrialRow
-from autopeft.search_spaces.plan import FAMILIES
-
 from autopeft.pareto import hypervolume, hypervolume_history, pareto_indices
+from autopeft.search_spaces.plan import FAMILIES
 
 STATES = ("complete", "running", "waiting", "fail", "pruned")
 SIZE_NAMES = {"lora": "rank", "ia3": "on", "serial": "width", "parallel": "width", "prefix": "length"}
