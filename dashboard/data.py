@@ -290,8 +290,13 @@ RESULT_KEYS = ("metric", "metrics", "status", "fidelity", "seed", "train_seconds
 
 
 def trial_detail(trial, study_id: int, pareto: bool) -> dict[str, Any]:
-    """Everything the trial page shows of an Optuna `FrozenTrial` made by autopeft."""
+    """Everything the trial page shows of an Optuna `FrozenTrial` made by autopeft.
+
+    The worker's result is one `result` attribute (see `autopeft.study`); its fields are read as if
+    they were attributes of their own, the trial's own attributes (plan, params, failure) winning.
+    """
     attrs = dict(trial.user_attrs)
+    attrs = {**(attrs.pop("result", None) or {}), **attrs}
     start, complete = trial.datetime_start, trial.datetime_complete
     return {
         "study_id": study_id,

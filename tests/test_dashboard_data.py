@@ -218,3 +218,18 @@ def test_bulk_insert_writes_what_add_trials_writes(tmp_path):
         loaded.append([{k: v for k, v in vars(t).items() if k != "_trial_id"}
                        for t in optuna.load_study(study_name="s", storage=url).get_trials()])
     assert loaded[0] == loaded[1]
+
+
+def test_trial_detail_reads_the_runners_result_attribute():
+    from autopeft.dashboard.data import trial_detail
+
+    trial = optuna.trial.create_trial(
+        params={}, distributions={}, values=[0.8, 0.5], user_attrs={
+            "plan": {"format": "autopeft-plan/v1", "num_layers": 1, "modules": []}, "params": 10, "params_pct": 0.5,
+            "result": {"metric": 0.8, "metrics": {"accuracy": 0.8}, "host": "node-7", "train_seconds": 3.5,
+                       "fidelity": {"max_steps": 20}, "params": 10, "failure": None},
+        })
+    detail = trial_detail(trial, study_id=1, pareto=True)
+    assert detail["metrics"] == {"accuracy": 0.8} and detail["resources"]["host"] == "node-7"
+    assert detail["timings"]["train_seconds"] == 3.5 and detail["fidelity"] == {"max_steps": 20}
+    assert "result" not in detail["other"]
