@@ -65,13 +65,16 @@ class Executor(Protocol):
 Evaluate = Callable[[dict[str, Any]], Any]  # autopeft-plan/v1 dict -> workers TrialResult
 
 
-def outcome_from_result(number: int, result: Any) -> Outcome:
-    """Turn a workers `TrialResult` (or `WorkerLost`) into an `Outcome`; a non-finite metric is a failure."""
+def outcome_from_result(number: int, result: Any, metric: str = "auto") -> Outcome:
+    """Turn a workers `TrialResult` (or `WorkerLost`) into an `Outcome`; a non-finite metric is a failure.
+
+    `metric` names the objective among the result's `metrics`; `auto` takes the task's official one.
+    """
     if isinstance(result, WorkerLost):
         return Outcome(number=number, ok=False, metric=None, attrs={},
                        failure={"kind": "worker_lost", "message": result.message}, lost=True)
     data = result.to_dict()
-    metric = data.get("metric")
+    metric = data.get("metric") if metric == "auto" else (data.get("metrics") or {}).get(metric)
     failure = data.get("failure")
     ok = data.get("status") == "ok" and metric is not None and math.isfinite(metric)
     if not ok and failure is None:
@@ -176,7 +179,7 @@ class Runner:
                 if not self._running:
                     break
                 for number, payload in self.executor.poll(timeout=1.0):
-                    outcome = outcome_from_result(number, payload)
+                    outcome = outcome_from_result(number, payload, self.spec.objectives.metric)
                     self._record(outcome)
                     consecutive_failures = 0 if outcome.ok else consecutive_failures + 1
                     if consecutive_failures >= 5 + self.executor.capacity:
@@ -337,7 +340,10 @@ def prepare_search(spec: SearchSpec, name: str, executor: Executor | None = None
     storage = open_storage(spec.storage.url)
     space = load_space(spec.space, structure_of(load_config(spec.model)))
     check_budget(space, spec)
-    check_task(spec.model, spec.task, spec.fidelity, data_dir=spec.data_dir)
+    data = check_task(spec.model, spec.task, spec.fidelity, data_dir=spec.data_dir)
+    if spec.objectives.metric not in ("auto", *data.task.metrics):
+        raise SearchError(f"objectives.metric: expected auto or one of {', '.join(data.task.metrics)} for "
+                          f"{spec.task}, got {spec.objectives.metric!r}")
     sampler = make_sampler(
         spec.optimizer.sampler, space, budget_pct=spec.budget.max_params_pct, max_params=spec.budget.max_params,
         metric_floor=spec.objectives.metric_floor, n_startup_trials=spec.optimizer.n_startup_trials,

@@ -207,3 +207,20 @@ def load_spec(path: str | Path | None, overrides: dict[str, Any] | None = None) 
             raise SpecError(f"{path}: expected a mapping of spec fields at the top level, got {type(loaded).__name__}")
         data = loaded or {}
     return build_spec(data, overrides)
+
+
+def reference_markdown() -> str:
+    """The spec reference (every field, its default and description) as Markdown, from the field docs."""
+    lines = ["| field | default | description |", "|---|---|---|"]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{prefix}{name}.")
+                continue
+            default = "required" if info.is_required() else f"`{info.get_default(call_default_factory=True)!r}`"
+            lines.append(f"| `{prefix}{name}` | {default} | {info.description or ''} |")
+
+    walk(SearchSpec, "")
+    return "\n".join(lines) + "\n"

@@ -20,12 +20,15 @@ runner = CliRunner()
 def search(tmp_path, tiny_bert_dir, glue_dir):
     url = f"sqlite:///{tmp_path / 'study.db'}"
 
-    def run(*extra, trials=3):
-        args = ["search", "--model", tiny_bert_dir, "--task", "glue:sst2", "--data-dir", glue_dir, "--space", "lora",
+    def flags(trials=3):
+        return ["--model", tiny_bert_dir, "--task", "glue:sst2", "--data-dir", glue_dir, "--space", "lora",
                 "--trials", str(trials), "--train-size", "64", "--max-steps", "2", "--budget-pct", "5",
-                "--storage", url, "--study", "s", "--executor", "inline", "--sampler", "random", "--seed", "1", *extra]
-        return runner.invoke(app, args)
+                "--storage", url, "--study", "s", "--executor", "inline", "--sampler", "random", "--seed", "1"]
 
+    def run(*extra, trials=3):
+        return runner.invoke(app, ["search", *flags(trials), *extra])
+
+    run.flags = flags
     return run, url
 
 
@@ -124,3 +127,15 @@ def test_warm_start_evaluates_the_other_studys_front_first(search, tiny_bert_dir
     firsts = trials[: len(front)]
     assert [t.params for t in firsts] == [front[int(t.user_attrs["warm_start_from"].split("#")[1])] for t in firsts]
     assert all(t.user_attrs["warm_start_from"].startswith("s#") for t in firsts)
+
+
+def test_objective_metric_from_the_spec_file_is_the_one_maximised(search, tmp_path):
+    run, url = search
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("objectives: {metric: f1}\n")
+    assert runner.invoke(app, ["search", str(spec), *run.flags(trials=2)]).exit_code == 0
+    for t in load_study(open_storage(url), "s").get_trials():
+        assert t.values[0] == t.user_attrs["result"]["metrics"]["f1"]
+    spec.write_text("objectives: {metric: bleu}\n")
+    result = runner.invoke(app, ["search", str(spec), *run.flags(), "--study", "other"])
+    assert result.exit_code == 2 and "objectives.metric: expected auto or one of accuracy, f1, matthews" in result.output

@@ -37,3 +37,11 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
+
+
+@app.command("spec-reference")
+def spec_reference() -> None:
+    """Print every spec field with its default and description (Markdown)."""
+    from autopeft.spec import reference_markdown
+
+    typer.echo(reference_markdown(), nl=False)
