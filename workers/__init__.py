@@ -10,10 +10,15 @@ import importlib
 _EXPORTS = {
     "evaluate_plan": "autopeft.workers.evaluate",
     "check_task": "autopeft.workers.evaluate",
-    "CACHE": "autopeft.workers.evaluate",
+    "CACHE": "autopeft.workers.cache",
+    "WorkerCache": "autopeft.workers.cache",
     "TrialResult": "autopeft.workers.result",
+    "FAILURE_KINDS": "autopeft.workers.result",
     "DataError": "autopeft.workers.tasks",
     "TaskSpec": "autopeft.workers.tasks",
+    "HubSplit": "autopeft.workers.tasks",
+    "TaskData": "autopeft.workers.data",
+    "load_task_data": "autopeft.workers.data",
     "resolve_task": "autopeft.workers.tasks",
     "GLUE_TASKS": "autopeft.workers.tasks",
 }

@@ -1,20 +1,23 @@
-"""Read a task's files into examples, check them, and split them honestly.
+"""Read a task's splits into examples, check them, and split them honestly.
 
 The search metric comes from a split held out of train (seeded; stratified by label for
-classification); the dev file, when there is one, is kept for final reporting. Every problem with
-the data raises `DataError` before any training starts.
+classification); the dev split, when there is one, is kept for final reporting. Every problem with
+the data raises `DataError` (one line) before any training starts: missing file or column, an empty
+split, a label outside the label map, a regression label that is not a number.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from autopeft.workers.tasks import DataError, TaskSpec
+from autopeft.workers.tasks import DataError, HubSplit, TaskSpec
 
 csv.field_size_limit(sys.maxsize)
 
@@ -35,24 +38,44 @@ class Examples:
 
 @dataclass(frozen=True)
 class TaskData:
-    """The splits of one task at one seed: `train` (searched on), `heldout` (search metric), `dev`."""
+    """The splits of one task at one seed: `train` (trained on), `heldout` (search metric), `dev` (reporting).
+
+    `train_rows` / `heldout_rows` are the 0-based row numbers, in the training source, of the examples
+    in `train` / `heldout` (data rows; a header row is not counted).
+    """
 
     task: TaskSpec
     labels: tuple[str, ...] | None
     train: Examples
     heldout: Examples
     dev: Examples | None
+    train_rows: tuple[int, ...] = ()
+    heldout_rows: tuple[int, ...] = ()
+    seed: int = 0
+    heldout_fraction: float = 0.0
 
     @property
     def num_labels(self) -> int:
+        """Output width of the task head: the number of classes, or 1 for regression."""
         return 1 if self.labels is None else len(self.labels)
 
-    def split_info(self, seed: int, heldout_fraction: float) -> dict:
-        return {"train": len(self.train), "heldout": len(self.heldout), "dev": len(self.dev) if self.dev else 0,
-                "seed": seed, "heldout_fraction": heldout_fraction, "stratified": self.task.kind == "classification"}
+    def split_info(self) -> dict[str, Any]:
+        """How the examples were split, enough to reproduce and check it (sizes, seed, row digests)."""
+        return {
+            "source": str(self.task.train_source), "dev_source": str(self.task.dev_source or ""),
+            "train": len(self.train), "heldout": len(self.heldout), "dev": len(self.dev) if self.dev else 0,
+            "seed": self.seed, "heldout_fraction": self.heldout_fraction, "stratified": self.task.kind == "classification",
+            "train_rows_sha1": _digest(self.train_rows), "heldout_rows_sha1": _digest(self.heldout_rows),
+            "labels": list(self.labels) if self.labels else None,
+        }
 
 
-def _read_rows(path: Path, task: TaskSpec) -> tuple[list[dict | list], list[str] | None]:
+def _digest(rows: tuple[int, ...]) -> str:
+    return hashlib.sha1(",".join(map(str, rows)).encode()).hexdigest()
+
+
+def _read_file(path: Path, task: TaskSpec) -> tuple[list[dict | list], list[str] | None]:
+    """Rows of a CSV/TSV/JSONL file, and its column names (None for a header-less file)."""
     if not path.is_file():
         raise DataError(f"{path}: data file not found; check --data-dir or the task path")
     if task.file_format == "jsonl":
@@ -61,59 +84,97 @@ def _read_rows(path: Path, task: TaskSpec) -> tuple[list[dict | list], list[str]
             for n, line in enumerate(f, 1):
                 if line.strip():
                     try:
-                        rows.append(json.loads(line))
+                        row = json.loads(line)
                     except json.JSONDecodeError:
-                        raise DataError(f"{path}:{n}: not a JSON object; JSONL needs one object per line") from None
-        return rows, sorted({k for r in rows for k in r}) if rows else []
+                        row = None
+                    if not isinstance(row, dict):
+                        raise DataError(f"{path}:{n}: not a JSON object; JSONL needs one object per line")
+                    rows.append(row)
+        return rows, sorted({k for r in rows for k in r})
     delimiter = "," if task.file_format == "csv" else "\t"
     quoting = csv.QUOTE_MINIMAL if task.file_format == "csv" else csv.QUOTE_NONE
     with path.open(encoding="utf-8", newline="") as f:
         if task.header:
             reader = csv.DictReader(f, delimiter=delimiter, quoting=quoting)
             return list(reader), list(reader.fieldnames or [])
-        return list(csv.reader(f, delimiter=delimiter, quoting=quoting)), None
+        return [r for r in csv.reader(f, delimiter=delimiter, quoting=quoting) if r], None
 
 
-def _text_columns(task: TaskSpec, header: list[str] | None) -> tuple[str | int, ...]:
+def _read_hub(split: HubSplit, task: TaskSpec) -> tuple[list[dict], list[str]]:
+    """Rows of a hub split; integer class labels are turned into the task's label strings."""
+    try:
+        import datasets
+
+        rows = datasets.load_dataset(split.dataset, split.config, split=split.split).to_list()
+    except Exception as exc:  # network, missing config, ...: the user's fix is the same
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise DataError(f"{split}: could not be loaded from the Hugging Face hub ({type(exc).__name__}: {detail}); "
+                        "pass --data-dir with the GLUE TSV files") from None
+    if task.labels is not None:
+        for row in rows:
+            value = row.get(task.label_column)
+            if isinstance(value, int) and 0 <= value < len(task.labels):
+                row[task.label_column] = task.labels[value]
+    return rows, sorted({k for r in rows for k in r})
+
+
+def _text_columns(task: TaskSpec, header: list[str] | None, where: object) -> tuple[str | int, ...]:
     if task.text_columns:
         return task.text_columns
     for candidate in (("sentence1", "sentence2"), ("sentence",), ("text",)):
         if header is not None and all(c in header for c in candidate):
             return candidate
-    raise DataError(f"{task.train_file}: no text column found; name it with ?text=COLUMN[,COLUMN2]")
+    raise DataError(f"{where}: no text column found (looked for sentence1+sentence2, sentence, text); "
+                    "name it with ?text=COLUMN[,COLUMN2]")
 
 
-def read_examples(path: Path, task: TaskSpec, labels: tuple[str, ...] | None) -> tuple[Examples, tuple[str, ...] | None]:
-    """Examples of one file; class labels are mapped to indices with `labels` (read from data if None)."""
-    rows, header = _read_rows(path, task)
+def read_examples(source: Path | HubSplit, task: TaskSpec, labels: tuple[str, ...] | None
+                  ) -> tuple[Examples, tuple[str, ...] | None]:
+    """Examples of one split, checked; class labels are mapped to indices with `labels` (read from data if None).
+
+    Returns (examples, labels in class-index order) — labels None for regression.
+    """
+    rows, header = _read_hub(source, task) if isinstance(source, HubSplit) else _read_file(source, task)
     if not rows:
-        raise DataError(f"{path}: no examples in the file")
-    columns = (*_text_columns(task, header), task.label_column)
+        raise DataError(f"{source}: no examples in this split")
+    columns = (*_text_columns(task, header, source), task.label_column)
     if header is not None:
         missing = [c for c in columns if c not in header]
         if missing:
-            raise DataError(f"{path}: missing column(s) {', '.join(map(str, missing))}; the file has {', '.join(header)}")
+            raise DataError(f"{source}: missing column(s) {', '.join(map(str, missing))}; "
+                            f"the file has {', '.join(map(str, header))}")
+    first = 2 if header is not None and task.file_format != "jsonl" else 1
     texts, raw = [], []
-    for n, row in enumerate(rows, 2 if header is not None else 1):
+    for n, row in enumerate(rows, first):
         try:
-            texts.append(tuple(str(row[c]) for c in columns[:-1]))
-            raw.append(str(row[columns[-1]]).strip())
+            texts.append(tuple("" if row[c] is None else str(row[c]) for c in columns[:-1]))
+            raw.append("" if row[columns[-1]] is None else str(row[columns[-1]]).strip())
         except (IndexError, KeyError):
-            raise DataError(f"{path}: line {n} has too few columns") from None
+            raise DataError(f"{source}: line {n} has no column {_missing_in(row, columns)}") from None
     if task.kind == "regression":
-        try:
-            values: list = [float(v) for v in raw]
-        except ValueError:
-            bad = next(v for v in raw if not _is_number(v))
-            raise DataError(f"{path}: regression label {bad!r} is not a number; regression needs numeric labels") from None
-        return Examples(texts, values), None
+        bad = next((v for v in raw if not _is_number(v)), None)
+        if bad is not None:
+            raise DataError(f"{source}: regression label {bad!r} is not a number; regression needs numeric labels")
+        return Examples(texts, [float(v) for v in raw]), None
     if labels is None:
-        labels = tuple(sorted(set(raw), key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0, v)))
+        labels = tuple(sorted(set(raw), key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0.0, v)))
+        if len(labels) < 2:
+            raise DataError(f"{source}: only one class ({labels[0]!r}) in the labels; classification needs two or more")
     index = {label: i for i, label in enumerate(labels)}
     unknown = sorted(set(raw) - set(index))
     if unknown:
-        raise DataError(f"{path}: unknown label(s) {', '.join(map(repr, unknown[:5]))}; expected one of {', '.join(labels)}")
+        raise DataError(f"{source}: unknown label(s) {', '.join(map(repr, unknown[:5]))}; "
+                        f"expected one of {', '.join(map(repr, labels))}")
     return Examples(texts, [index[v] for v in raw]), labels
+
+
+def _missing_in(row: dict | list, columns: tuple) -> str:
+    for c in columns:
+        try:
+            row[c]
+        except (IndexError, KeyError):
+            return repr(c)
+    return "?"
 
 
 def _is_number(text: str) -> bool:
@@ -121,11 +182,14 @@ def _is_number(text: str) -> bool:
         float(text)
     except ValueError:
         return False
-    return True
+    return text.strip().lower() not in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity")
 
 
 def stratified_split(labels: list, fraction: float, seed: int, stratify: bool) -> tuple[list[int], list[int]]:
-    """(rest, heldout) indices: `fraction` of each class (or of all, unstratified) held out, seeded."""
+    """(rest, heldout) sorted indices: `fraction` of each class (or of all, unstratified) held out, seeded.
+
+    Every class with two or more examples gives at least one held-out example; a single example stays in train.
+    """
     rng = random.Random(seed)
     groups: dict = {}
     for i, label in enumerate(labels):
@@ -134,28 +198,34 @@ def stratified_split(labels: list, fraction: float, seed: int, stratify: bool) -
     for key in sorted(groups):
         members = groups[key]
         rng.shuffle(members)
-        k = max(1, round(len(members) * fraction)) if len(members) > 1 else 0
+        k = min(len(members) - 1, max(1, round(len(members) * fraction))) if len(members) > 1 else 0
         heldout += members[:k]
         rest += members[k:]
     return sorted(rest), sorted(heldout)
 
 
-def subset(examples: Examples, size: int | None, seed: int) -> Examples:
-    """A seeded random subset of `size` examples (all when `size` is None or larger)."""
-    if size is None or size >= len(examples):
-        return examples
-    return examples.take(sorted(random.Random(seed).sample(range(len(examples)), size)))
+def subset(indices: list[int], size: int | None, seed: int) -> list[int]:
+    """A seeded random subset of `size` of `indices`, in their order (all when `size` is None or larger)."""
+    if size is None or size >= len(indices):
+        return indices
+    chosen = set(random.Random(seed).sample(range(len(indices)), size))
+    return [x for i, x in enumerate(indices) if i in chosen]
 
 
 def load_task_data(task: TaskSpec, *, seed: int, heldout_fraction: float, train_size: int | None,
                    eval_size: int | None) -> TaskData:
-    """Read, check and split a task: train subset, held-out subset (search metric), dev (reporting)."""
-    full, labels = read_examples(task.train_file, task, task.labels)
+    """Read, check and split a task: a train subset, a held-out subset (search metric), dev (reporting).
+
+    The held-out split is drawn from the whole training source first, then both parts are subsampled
+    (`train_size`, `eval_size` examples), so the held-out examples never depend on `train_size`.
+    """
+    full, labels = read_examples(task.train_source, task, task.labels)
     rest, held = stratified_split(full.labels, heldout_fraction, seed, stratify=task.kind == "classification")
     if not rest or not held:
-        raise DataError(f"{task.train_file}: {len(full)} examples are too few to hold out {heldout_fraction:.0%} and train")
-    dev = None
-    if task.dev_file is not None:
-        dev, _ = read_examples(task.dev_file, task, labels)
-    return TaskData(task=task, labels=labels, train=subset(full.take(rest), train_size, seed),
-                    heldout=subset(full.take(held), eval_size, seed + 1), dev=dev)
+        raise DataError(f"{task.train_source}: {len(full)} examples are too few to hold out {heldout_fraction:.0%} "
+                        "and still train; add examples or change fidelity.heldout_fraction")
+    train_rows, heldout_rows = subset(rest, train_size, seed), subset(held, eval_size, seed + 1)
+    dev = read_examples(task.dev_source, task, labels)[0] if task.dev_source is not None else None
+    return TaskData(task=task, labels=labels, train=full.take(train_rows), heldout=full.take(heldout_rows), dev=dev,
+                    train_rows=tuple(train_rows), heldout_rows=tuple(heldout_rows), seed=seed,
+                    heldout_fraction=heldout_fraction)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 FAILURE_KINDS = ("oom", "nan_loss", "data_error", "error")
@@ -12,9 +13,19 @@ FAILURE_KINDS = ("oom", "nan_loss", "data_error", "error")
 class TrialResult:
     """Result of one trial. Times in seconds, memory in MiB, params in parameters (and % of the base model).
 
-    `metric` is the task's official metric on the held-out split (the search objective); `metrics`
-    holds every metric (`dev_*` entries: on the dev set, for final reporting); `curve` is the held-out
-    metric after each epoch. A failed trial has `status="failed"` and `failure={kind, message}`.
+    - `metric` / `metric_name`: the task's official metric on the held-out split (the search objective).
+    - `metrics`: every metric on the held-out split; ``dev_*`` entries are on the dev split (final
+      reporting only, present when asked for).
+    - `curve`: the held-out `metric` after each pass over the training subset.
+    - `params` / `params_pct`: trainable adapter parameters (exactly `count_plan`), and as % of the
+      base model; `head_params`: the task head's trainable parameters, not counted in `params`.
+    - `train_seconds` (evaluation excluded), `eval_seconds` (held-out and dev scoring), `throughput`
+      (training examples per second), `peak_memory_mb` (CUDA max allocated, or the peak RSS on CPU),
+      `steps` (optimizer steps), `no_grad_layers` (blocks run without autograd).
+    - `seed`, `device`, `host`, `fidelity` (the `FidelitySpec` as a dict), `split` (sizes, seed and
+      row digests of the train / held-out split, see `TaskData.split_info`).
+    - `status`: ``"ok"`` or ``"failed"``; a failed trial has `failure` = ``{"kind", "message"}`` with
+      kind in `FAILURE_KINDS` (``oom``: CUDA or CPU out of memory; ``nan_loss``; ``data_error``; ``error``).
     """
 
     status: str = "ok"
@@ -27,9 +38,10 @@ class TrialResult:
     head_params: int = 0
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
-    throughput: float = 0.0  # training examples per second
+    throughput: float = 0.0
     peak_memory_mb: float = 0.0
     steps: int = 0
+    no_grad_layers: int = 0
     seed: int = 0
     device: str = "cpu"
     host: str = ""
@@ -37,15 +49,23 @@ class TrialResult:
     split: dict[str, Any] = field(default_factory=dict)
     failure: dict[str, str] | None = None
 
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.metric is not None and math.isfinite(self.metric)
+
     @classmethod
-    def failed(cls, kind: str, message: str, **fields: Any) -> TrialResult:
+    def failed(cls, kind: str, message: str, **values: Any) -> TrialResult:
+        """A failed trial; `values` fills any other field known at the time of failure."""
         if kind not in FAILURE_KINDS:
             raise ValueError(f"failure kind: expected one of {', '.join(FAILURE_KINDS)}, got {kind!r}")
-        return cls(status="failed", failure={"kind": kind, "message": message}, **fields)
+        return cls(status="failed", failure={"kind": kind, "message": message}, **values)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable data (``json.dumps`` works on it)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialResult:
-        return cls(**data)
+        """Inverse of `to_dict`; keys this version does not know (from a newer one) are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

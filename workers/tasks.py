@@ -1,104 +1,185 @@
 """Tasks: where the data is, which columns hold text and label, and which metric is official.
 
-A task is named `glue:<name>` (GLUE TSV files from `--data-dir`, e.g. `<dir>/SST-2/train.tsv`), or
-is a local file with an optional query string::
+A task is named in one of two ways:
 
-    data/reviews.csv                                   # columns `sentence` (or `sentence1`,`sentence2`), `label`
-    data/pairs.jsonl?text=premise,hypothesis&label=gold
-    data/scores.tsv?text=a,b&label=score&kind=regression&dev=data/scores_dev.tsv
+- ``glue:<name>`` (``rte``, ``sst2``, ``cola``, ``mrpc``, ``stsb``, ``qnli``, ``qqp``, ``mnli``,
+  ``wnli``): GLUE TSV files from a data directory in the official layout (``<dir>/SST-2/train.tsv``,
+  ``<dir>/SST-2/dev.tsv``; CoLA without a header row; MNLI's dev is ``dev_matched.tsv``), or, with no
+  data directory, the ``nyu-mll/glue`` dataset from the Hugging Face hub when the ``datasets``
+  package is installed and the hub is not switched off (``HF_HUB_OFFLINE``, ``HF_DATASETS_OFFLINE``).
+- a local file, ``[file:]PATH[?OPTIONS]``, CSV (comma, header row), TSV (tab, header row) or JSONL
+  (one JSON object per line), with options joined by ``&``::
 
-CSV is comma-separated with a header, TSV tab-separated with a header, JSONL one object per line.
+      file:data/reviews.csv                              # text column `sentence` (or `sentence1`,`sentence2`, or `text`), label `label`
+      data/pairs.jsonl?text=premise,hypothesis&label=gold
+      data/scores.tsv?text=a,b&label=score&kind=regression&dev=data/scores_dev.tsv
+      data/topics.csv?labels=sport,politics,science&metric=f1
+
+  ``text``: one or two text columns; ``label``: the label column (default ``label``); ``kind``:
+  ``classification`` (default) or ``regression`` (numeric labels); ``labels``: the class labels in
+  class-index order (default: the labels found in the training file, numbers first in numeric
+  order, then the rest alphabetically); ``metric``: the metric the search maximises (default
+  ``accuracy``, ``pearson`` for regression); ``dev``: a dev file of the same layout, kept for final
+  reporting.
+
+Metrics: classification reports ``accuracy``, ``f1`` (class 1 for two classes, macro otherwise) and
+``matthews``; regression reports ``pearson`` and ``spearman``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs
 
 
 class DataError(ValueError):
-    """Data that cannot be used for training; the message says what is wrong and what to do."""
+    """Data that cannot be used for training; the message is one line saying what is wrong and what to do."""
+
+
+CLASSIFICATION_METRICS = ("accuracy", "f1", "matthews")
+REGRESSION_METRICS = ("pearson", "spearman")
+
+
+@dataclass(frozen=True)
+class HubSplit:
+    """One split of a Hugging Face hub dataset, e.g. ``HubSplit("nyu-mll/glue", "sst2", "train")``."""
+
+    dataset: str
+    config: str
+    split: str
+
+    def __str__(self) -> str:
+        return f"hub:{self.dataset}/{self.config}[{self.split}]"
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One task. `columns` are header names, or 0-based indices for header-less files (CoLA)."""
+    """One task, resolved: where its splits are, its columns, labels and metrics.
+
+    `text_columns` / `label_column` are header names, or 0-based column indices for header-less
+    files (CoLA); empty `text_columns` means "find `sentence1,sentence2`, `sentence` or `text`".
+    `labels` lists the class labels (as strings) in class-index order; None reads them from the
+    training data (classification) or means regression. `metric` is the one the search maximises.
+    """
 
     name: str
     kind: str  # "classification" | "regression"
     text_columns: tuple[str | int, ...]
     label_column: str | int
-    metric: str  # the official metric maximised by the search
-    metrics: tuple[str, ...]
-    train_file: Path | None = None
-    dev_file: Path | None = None
+    metric: str
+    train_source: Path | HubSplit
+    dev_source: Path | HubSplit | None = None
+    labels: tuple[str, ...] | None = None
     header: bool = True
-    labels: tuple[str, ...] | None = None  # label strings in class-index order; None = read from data
-    file_format: str = "tsv"
-    extra: dict = field(default_factory=dict)
+    file_format: str = "tsv"  # "csv" | "tsv" | "jsonl" | "hub"
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Every metric reported for this task."""
+        return REGRESSION_METRICS if self.kind == "regression" else CLASSIFICATION_METRICS
 
 
-_CLS = ("accuracy", "f1", "matthews")
-_REG = ("pearson", "spearman")
+@dataclass(frozen=True)
+class _Glue:
+    folder: str
+    texts: tuple[str | int, ...]
+    label: str | int
+    labels: tuple[str, ...] | None  # None: regression
+    metric: str
+    hub_texts: tuple[str, ...]
+    dev: str = "dev.tsv"
+    hub_dev: str = "validation"
+    header: bool = True
 
-# name → (folder, text columns, label column, labels, metric, dev file, header)
+
+_PAIR = ("sentence1", "sentence2")
+_NLI2 = ("entailment", "not_entailment")
 _GLUE = {
-    "rte": ("RTE", ("sentence1", "sentence2"), "label", ("entailment", "not_entailment"), "accuracy", "dev.tsv", True),
-    "wnli": ("WNLI", ("sentence1", "sentence2"), "label", ("0", "1"), "accuracy", "dev.tsv", True),
-    "sst2": ("SST-2", ("sentence",), "label", ("0", "1"), "accuracy", "dev.tsv", True),
-    "cola": ("CoLA", (3,), 1, ("0", "1"), "matthews", "dev.tsv", False),
-    "mrpc": ("MRPC", ("#1 String", "#2 String"), "Quality", ("0", "1"), "f1", "dev.tsv", True),
-    "qnli": ("QNLI", ("question", "sentence"), "label", ("entailment", "not_entailment"), "accuracy", "dev.tsv", True),
-    "qqp": ("QQP", ("question1", "question2"), "is_duplicate", ("0", "1"), "accuracy", "dev.tsv", True),
-    "mnli": ("MNLI", ("sentence1", "sentence2"), "gold_label", ("entailment", "neutral", "contradiction"), "accuracy",
-             "dev_matched.tsv", True),
-    "stsb": ("STS-B", ("sentence1", "sentence2"), "score", None, "pearson", "dev.tsv", True),
+    "rte": _Glue("RTE", _PAIR, "label", _NLI2, "accuracy", _PAIR),
+    "wnli": _Glue("WNLI", _PAIR, "label", ("0", "1"), "accuracy", _PAIR),
+    "sst2": _Glue("SST-2", ("sentence",), "label", ("0", "1"), "accuracy", ("sentence",)),
+    "cola": _Glue("CoLA", (3,), 1, ("0", "1"), "matthews", ("sentence",), header=False),
+    "mrpc": _Glue("MRPC", ("#1 String", "#2 String"), "Quality", ("0", "1"), "f1", _PAIR),
+    "qnli": _Glue("QNLI", ("question", "sentence"), "label", _NLI2, "accuracy", ("question", "sentence")),
+    "qqp": _Glue("QQP", ("question1", "question2"), "is_duplicate", ("0", "1"), "f1", ("question1", "question2")),
+    "mnli": _Glue("MNLI", _PAIR, "gold_label", ("entailment", "neutral", "contradiction"), "accuracy",
+                  ("premise", "hypothesis"), dev="dev_matched.tsv", hub_dev="validation_matched"),
+    "stsb": _Glue("STS-B", _PAIR, "score", None, "pearson", _PAIR),
 }
 GLUE_TASKS = tuple(f"glue:{name}" for name in _GLUE)
+GLUE_HUB_DATASET = "nyu-mll/glue"
 
 
 def resolve_task(task: str, data_dir: str | Path | None = None) -> TaskSpec:
-    """The `TaskSpec` for `task`; `DataError` for an unknown name or a missing data directory."""
+    """The `TaskSpec` for `task` (see the module docstring); `DataError` for a task that cannot be used."""
     if task.startswith("glue:"):
         return _glue_task(task[5:].lower().replace("-", ""), data_dir)
-    return _file_task(task)
+    return _file_task(task.removeprefix("file:"), task)
+
+
+def hub_unavailable_reason() -> str | None:
+    """Why the Hugging Face hub cannot be read here, or None when it may be (installed, not switched off)."""
+    import importlib.util
+
+    if importlib.util.find_spec("datasets") is None:
+        return "the `datasets` package is not installed"
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"{var} is set"
+    return None
 
 
 def _glue_task(name: str, data_dir: str | Path | None) -> TaskSpec:
     if name not in _GLUE:
-        raise DataError(f"task glue:{name}: unknown GLUE task; known: {', '.join(GLUE_TASKS)}")
-    folder, texts, label, labels, metric, dev, header = _GLUE[name]
-    if data_dir is None:
-        raise DataError(
-            f"task glue:{name}: no --data-dir given and the Hugging Face hub is not used here; "
-            f"pass --data-dir pointing at a folder with {folder}/train.tsv"
-        )
-    root = Path(data_dir) / folder
-    regression = labels is None
-    return TaskSpec(
-        name=f"glue:{name}", kind="regression" if regression else "classification", text_columns=texts,
-        label_column=label, metric=metric, metrics=_REG if regression else _CLS, train_file=root / "train.tsv",
-        dev_file=root / dev, header=header, labels=labels, file_format="tsv",
-    )
+        raise DataError(f"task glue:{name}: unknown GLUE task; expected one of {', '.join(GLUE_TASKS)}")
+    g = _GLUE[name]
+    common = {"name": f"glue:{name}", "kind": "classification" if g.labels else "regression", "metric": g.metric,
+              "labels": g.labels}
+    if data_dir is not None:
+        root = Path(data_dir) / g.folder
+        return TaskSpec(text_columns=g.texts, label_column=g.label, train_source=root / "train.tsv",
+                        dev_source=root / g.dev, header=g.header, file_format="tsv", **common)
+    reason = hub_unavailable_reason()
+    if reason is not None:
+        raise DataError(f"task glue:{name}: no --data-dir given and the Hugging Face hub cannot be used ({reason}); "
+                        f"pass --data-dir pointing at a folder with {g.folder}/train.tsv")
+    return TaskSpec(text_columns=g.hub_texts, label_column="label", train_source=HubSplit(GLUE_HUB_DATASET, name, "train"),
+                    dev_source=HubSplit(GLUE_HUB_DATASET, name, g.hub_dev), file_format="hub", **common)
 
 
-def _file_task(task: str) -> TaskSpec:
-    path_text, _, query = task.partition("?")
-    options = {k: v[-1] for k, v in parse_qs(query).items()}
+_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+_OPTIONS = ("text", "label", "kind", "labels", "metric", "dev")
+
+
+def _file_task(spec: str, task: str) -> TaskSpec:
+    path_text, _, query = spec.partition("?")
+    options = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
     path = Path(path_text)
-    file_format = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}.get(path.suffix.lower())
+    file_format = _FORMATS.get(path.suffix.lower())
     if file_format is None:
         raise DataError(f"task {task}: expected glue:<name> or a .csv, .tsv or .jsonl file, got {path_text!r}")
-    unknown = set(options) - {"text", "label", "kind", "dev"}
+    unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
-        raise DataError(f"task {task}: unknown option(s) {', '.join(sorted(unknown))}; use text=, label=, kind=, dev=")
+        raise DataError(f"task {task}: unknown option(s) {', '.join(unknown)}; expected {', '.join(o + '=' for o in _OPTIONS)}")
     kind = options.get("kind", "classification")
     if kind not in ("classification", "regression"):
         raise DataError(f"task {task}: kind: expected classification or regression, got {kind!r}")
-    texts = tuple(options["text"].split(",")) if "text" in options else ()
-    return TaskSpec(
-        name=path.name, kind=kind, text_columns=texts, label_column=options.get("label", "label"),
-        metric="pearson" if kind == "regression" else "accuracy", metrics=_REG if kind == "regression" else _CLS,
-        train_file=path, dev_file=Path(options["dev"]) if "dev" in options else None, file_format=file_format,
-    )
+    texts = tuple(c for c in options.get("text", "").split(",") if c)
+    if len(texts) > 2:
+        raise DataError(f"task {task}: text: expected one or two columns, got {len(texts)} ({', '.join(texts)})")
+    labels = tuple(v.strip() for v in options["labels"].split(",")) if options.get("labels") else None
+    if labels is not None and kind == "regression":
+        raise DataError(f"task {task}: labels: a regression task has no class labels; drop labels= or use kind=classification")
+    if labels is not None and (len(labels) < 2 or len(set(labels)) != len(labels)):
+        raise DataError(f"task {task}: labels: expected two or more distinct labels, got {options['labels']!r}")
+    allowed = REGRESSION_METRICS if kind == "regression" else CLASSIFICATION_METRICS
+    metric = options.get("metric", allowed[0])
+    if metric not in allowed:
+        raise DataError(f"task {task}: metric: expected one of {', '.join(allowed)} for {kind}, got {metric!r}")
+    dev = Path(options["dev"]) if options.get("dev") else None
+    if dev is not None and _FORMATS.get(dev.suffix.lower()) != file_format:
+        raise DataError(f"task {task}: dev: expected a {file_format} file like the training file, got {dev}")
+    return TaskSpec(name=path.name, kind=kind, text_columns=texts, label_column=options.get("label") or "label",
+                    metric=metric, train_source=path, dev_source=dev, labels=labels, file_format=file_format)
