@@ -52,6 +52,22 @@ def test_bench_optimizers_on_a_user_problem(tmp_path, monkeypatch):
     merged = CliRunner().invoke(app, ["bench", "optimizers", "--merge", str(out / "r.json"), "--json", str(out / "m.json")])
     assert merged.exit_code == 0, merged.output
     assert json.loads((out / "m.json").read_text())["summaries"] == data["summaries"]
+    # --reach-within continues the runs that had not reached 95% of the best by --trials
+    longer = CliRunner().invoke(app, [
+        "bench", "optimizers", "--problem", "my_problem:PROBLEM", "--samplers", "random,tpe", "--trials", "12",
+        "--seeds", "2", "--budget-pct", "5", "--reach-within", "40", "--json", str(out / "l.json"),
+    ])
+    assert longer.exit_code == 0, longer.output
+    data = json.loads((out / "l.json").read_text())
+    lengths = {(r["sampler"], r["seed"]): len(r["points"]) for r in data["runs"]}
+    unreached = {(s["sampler"], seed) for s in data["summaries"] for seed, n in enumerate(s["trials_to_95"]) if n is None}
+    assert all(12 <= n <= 40 for n in lengths.values())
+    assert all(lengths[k] == 40 for k in unreached)  # the ones that never reached it ran to the cap
+    assert all(len(curve) == 12 for per_seed in data["curves"].values() for curve in per_seed)
+    for s in data["summaries"]:
+        for seed, n in enumerate(s["trials_to_95"]):
+            if n is not None:
+                assert n == lengths[s["sampler"], seed] or lengths[s["sampler"], seed] == 12  # stopped when reached
 
 
 def test_bench_optimizers_refuses_bad_input():

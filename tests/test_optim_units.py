@@ -277,3 +277,37 @@ def test_summary_values():
     rows = table_rows(result)
     assert rows[0]["sampler"] == "a" and rows[1]["reached_95"] == "0/1"
     assert math.isclose(rows[0]["hv@3_mean"], 0.54)
+
+
+def test_summary_of_runs_continued_past_the_horizon():
+    """Checkpoints, the best and suggest times use the first `trials`; trials to 95% the whole run."""
+    fast = Run("a", 0, [(0.6, 0.5), (0.8, 0.1)], [0.1, 0.2], suggest_cpu_seconds=[0.05, 0.07])
+    # reaches 95% of a's best (0.54) only at its 4th trial, after the 2-trial horizon
+    slow = Run("b", 0, [(0.55, 0.9), (0.6, 0.5), (0.7, 0.5), (0.9, 0.1)], [0.01, 0.02, 0.5, 0.5])
+    result = summarise([fast, slow], problem="p", space="s", budget_pct=1.0, metric_floor=0.5, trials=2,
+                       n_startup_trials=0, checkpoints=(2,))
+    a, b = result.summaries
+    assert a.trials_to_95 == [2] and b.trials_to_95 == [4] and b.reached_95 == 1
+    assert b.hv_mean == {2: pytest.approx(0.1)}  # hypervolume at the horizon, not at the end
+    assert b.median_suggest_s == pytest.approx(0.015)  # the continued trials' times are left out
+    assert a.median_suggest_cpu_s == pytest.approx(0.06) and b.median_suggest_cpu_s is None
+    assert result.curves["b"] == [pytest.approx([0.01, 0.1])]
+
+
+def test_sampler_run_continues_until_the_target(bert_base):
+    from autopeft.optim.bench import LoadedProblem, SamplerRun
+
+    space = load_space("lora", bert_base)
+    problem = LoadedProblem("synthetic", space, 0.5, SyntheticPeft(space, seed=0).evaluate)
+    sampler_run = SamplerRun(problem, "random", 0, budget_pct=1.0)
+    for _ in range(3):
+        sampler_run.step()
+    reference = (0.5, 1.0)
+    now = sampler_run.run.hypervolumes(reference)[-1]
+    assert sampler_run.continue_until(now, 10) and len(sampler_run.run.points) == 3  # already there
+    assert not sampler_run.continue_until(1.0, 6) and len(sampler_run.run.points) == 6  # unreachable: capped
+    target = sampler_run.run.hypervolumes(reference)[-1] + 1e-6
+    reached = sampler_run.continue_until(target, 200)
+    hv = sampler_run.run.hypervolumes(reference)
+    assert reached and hv[-1] >= target and hv[-2] < target  # stopped at the first trial that reached it
+    assert len(sampler_run.run.suggest_cpu_seconds) == len(sampler_run.run.points)

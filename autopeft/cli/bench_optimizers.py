@@ -39,12 +39,16 @@ def optimizers(
     html_path: Path | None = typer.Option(None, "--html", help="Write a plotly HTML of the hypervolume curves."),
     torch_threads: int = typer.Option(1, "--torch-threads", min=1,
                                       help="torch threads for every sampler (1: stable timings on shared CPUs)."),
+    reach_within: int | None = typer.Option(
+        None, "--reach-within", min=2,
+        help="Continue runs that have not reached 95%% of the best hypervolume after --trials, up to this many "
+             "trials, to count how many they need (HV checkpoints and the best still use --trials)."),
     merge: list[Path] | None = typer.Option(None, "--merge",
                                             help="Summarise the runs of earlier --json results together instead of running."),
 ):
     """Hypervolume of (metric, params %) per sampler over trials and seeds, trials to 95%, suggest time."""
     from autopeft.optim import SAMPLER_NAMES
-    from autopeft.optim.bench import ProblemError, load_problem, run_sampler, summarise
+    from autopeft.optim.bench import ProblemError, SamplerRun, best_per_seed, load_problem, summarise
     from autopeft.search_spaces import ModelError, SpaceError
 
     if merge:
@@ -60,6 +64,8 @@ def optimizers(
         fail(f"--budget-pct: expected a number in (0, 100], got {budget_pct}")
     if surrogate not in ("gp", "saas"):
         fail(f"--surrogate: expected gp or saas, got {surrogate!r}")
+    if reach_within is not None and reach_within < trials:
+        fail(f"--reach-within: expected at least --trials ({trials}), got {reach_within}")
     try:
         loaded = load_problem(problem, space=space, model=model)
     except (ProblemError, SpaceError, ModelError) as exc:
@@ -74,16 +80,27 @@ def optimizers(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(torch_threads)
-    runs = []
+    reference = (loaded.metric_floor, budget_pct)
+    sampler_runs = []
     for name in names:
         for seed in range(seeds):
             start = time.perf_counter()
-            run = run_sampler(loaded.for_seed(seed), name, seed, trials=trials, budget_pct=budget_pct,
-                              n_startup_trials=n_startup_trials, surrogate=surrogate)
-            runs.append(run)
-            hv = run.hypervolumes((loaded.metric_floor, budget_pct))[-1]
+            sampler_run = SamplerRun(loaded.for_seed(seed), name, seed, budget_pct=budget_pct,
+                                     n_startup_trials=n_startup_trials, surrogate=surrogate)
+            for _ in range(trials):
+                sampler_run.step()
+            sampler_runs.append(sampler_run)
+            hv = sampler_run.run.hypervolumes(reference)[-1]
             typer.echo(f"{name} seed {seed}: hypervolume {hv:.4f} after {trials} trials "
                        f"({time.perf_counter() - start:.0f} s)", err=True)
+    runs = [r.run for r in sampler_runs]
+    if reach_within is not None and reach_within > trials:
+        best = best_per_seed(runs, reference, trials)
+        for r in sampler_runs:
+            reached = r.continue_until(0.95 * best[r.run.seed], reach_within)
+            if len(r.run.points) > trials:
+                typer.echo(f"{r.run.sampler} seed {r.run.seed}: continued to {len(r.run.points)} trials "
+                           f"({'reached' if reached else 'did not reach'} 95% of the best)", err=True)
     result = summarise(runs, problem=loaded.name, space=loaded.space.name, budget_pct=budget_pct,
                        metric_floor=loaded.metric_floor, trials=trials, n_startup_trials=n_startup_trials)
     result.command = "autopeft " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -130,11 +147,17 @@ def _write(result, json_path: Path | None, csv_path: Path | None, html_path: Pat
 
 
 def _print(rows: list[dict], checkpoints: list[int]) -> None:
-    table = Table("sampler", *[f"HV@{c}" for c in checkpoints], "trials to 95%", "median suggest s", "@last 10 s")
+    table = Table("sampler", *[f"HV@{c}" for c in checkpoints], "trials to 95%", "median suggest s", "@last 10 s",
+                  "median suggest CPU s", "@last 10 CPU s")
     for r in rows:
         table.add_row(
             r["sampler"], *[f"{r[f'hv@{c}_mean']:.4f} ± {r[f'hv@{c}_sd']:.4f}" for c in checkpoints],
             f"{r['trials_to_95_mean']:.1f} ({r['reached_95']})", f"{r['median_suggest_s']:.3f}",
-            f"{r['median_suggest_s_last10']:.3f}",
+            f"{r['median_suggest_s_last10']:.3f}", _seconds(r.get("median_suggest_cpu_s")),
+            _seconds(r.get("median_suggest_cpu_s_last10")),
         )
     make_console().print(table)
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"

@@ -57,7 +57,7 @@ class MoboSampler(AutopeftSamplerBase):
     def __init__(self, space: SearchSpace, *, budget_pct: float | None, max_params: int | None = None,
                  metric_floor: float = 0.0, n_startup_trials: int = 8, surrogate: Literal["gp", "saas"] = "gp",
                  seed: int | None = None, mc_samples: int = 64, max_evals: int = 800, pool_size: int = 192,
-                 n_starts: int = 6):
+                 n_starts: int = 6, warm_maxiter: int = 100):
         super().__init__(space, budget_pct=budget_pct, max_params=max_params, metric_floor=metric_floor,
                          n_startup_trials=max(2, n_startup_trials), seed=seed)
         if surrogate not in ("gp", "saas"):
@@ -67,6 +67,7 @@ class MoboSampler(AutopeftSamplerBase):
         self.max_evals = max_evals
         self.pool_size = pool_size
         self.n_starts = n_starts
+        self.warm_maxiter = warm_maxiter
         self._design: np.ndarray | None = None
         self._warm: dict | None = None
         #: seconds spent in the last proposal's stages (fit, acquisition, search), for benchmarks
@@ -108,7 +109,7 @@ class MoboSampler(AutopeftSamplerBase):
             if self.surrogate == "saas":
                 model = fit_saas(X, Y, seed=seed)
             else:
-                model, self._warm = fit_gp(X, Y, warm=self._warm)
+                model, self._warm = fit_gp(X, Y, warm=self._warm, maxiter=self.warm_maxiter if self._warm else 100)
             t1 = time.perf_counter()
             X_pending = torch.tensor(self.features(history.Z_pending), dtype=dtype) if len(history.Z_pending) else None
             acq = log_nehvi(model, X, self.reference_point, self.scale, X_pending=X_pending,

@@ -17,8 +17,15 @@ parameters. Params are on a linear % scale, as in `autopeft.pareto`, so cheap go
 weigh most.
 
 **Trials to 95%**: on each seed, the first trial at which a sampler's hypervolume reaches 95% of the
-best final hypervolume any sampler reached on that seed; a sampler that never does counts as
-``trials + 1`` in the mean (the summary says how many seeds reached it).
+best hypervolume any sampler reached on that seed within ``trials`` trials. A run that has not
+reached it by then may be continued (`SamplerRun.continue_until`, ``--reach-within`` in the CLI) to
+see how many trials it needs; hypervolume checkpoints and the best stay computed over the first
+``trials`` trials only. A run that never reaches it counts as its length + 1 in the mean (the summary
+says how many seeds reached it).
+
+**Suggest time**: wall seconds of ``ask`` + ``suggest`` (what a search waits for), and the CPU
+seconds of this process in the same span (``time.process_time``), which other processes loading the
+machine do not inflate.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autopeft.optim._factory import make_sampler
-from autopeft.pareto import hypervolume_history
+from autopeft.pareto import hypervolume, hypervolume_history
 from autopeft.search_spaces.space import SearchSpace
 
 CHECKPOINTS = (10, 20, 40, 60)
@@ -102,13 +109,14 @@ def load_problem(spec: str, *, space: str | None = None, model: str | None = Non
 # --- running --------------------------------------------------------------------------------------------
 @dataclass
 class Run:
-    """One sampler on one seed: every trial's point (None when it failed) and ask+suggest seconds."""
+    """One sampler on one seed: every trial's point (None when it failed), ask+suggest wall and CPU seconds."""
 
     sampler: str
     seed: int
     points: list[tuple[float, float] | None]
     suggest_seconds: list[float]
     failed: int = 0
+    suggest_cpu_seconds: list[float] = field(default_factory=list)
 
     def hypervolumes(self, reference: tuple[float, float]) -> list[float]:
         """Normalised hypervolume after each trial (see the module docstring)."""
@@ -117,19 +125,26 @@ class Run:
         return [h / area for h in hypervolume_history(pts, reference)]
 
 
-def run_sampler(problem: LoadedProblem, sampler: str, seed: int, *, trials: int, budget_pct: float,
-                n_startup_trials: int = 8, surrogate: str = "gp") -> Run:
-    """Run ``trials`` ask → evaluate → tell rounds of ``sampler`` on ``problem`` with ``seed``."""
-    space = problem.space
-    study = optuna.create_study(directions=DIRECTIONS, sampler=make_sampler(
-        sampler, space, budget_pct=budget_pct, metric_floor=problem.metric_floor,
-        n_startup_trials=n_startup_trials, surrogate=surrogate, seed=seed))
-    run = Run(sampler=sampler, seed=seed, points=[], suggest_seconds=[])
-    for _ in range(trials):
-        start = time.perf_counter()
-        trial = study.ask()
+class SamplerRun:
+    """A sampler's study on a problem, advanced one ask → evaluate → tell round at a time, into `run`."""
+
+    def __init__(self, problem: LoadedProblem, sampler: str, seed: int, *, budget_pct: float,
+                 n_startup_trials: int = 8, surrogate: str = "gp"):
+        self.problem = problem
+        self.budget_pct = budget_pct
+        self.study = optuna.create_study(directions=DIRECTIONS, sampler=make_sampler(
+            sampler, problem.space, budget_pct=budget_pct, metric_floor=problem.metric_floor,
+            n_startup_trials=n_startup_trials, surrogate=surrogate, seed=seed))
+        self.run = Run(sampler=sampler, seed=seed, points=[], suggest_seconds=[])
+
+    def step(self) -> None:
+        """One trial, exactly as the search runner does it; ask + suggest are timed."""
+        space, problem, run = self.problem.space, self.problem, self.run
+        wall, cpu = time.perf_counter(), time.process_time()
+        trial = self.study.ask()
         plan = space.suggest(trial)
-        run.suggest_seconds.append(time.perf_counter() - start)
+        run.suggest_seconds.append(time.perf_counter() - wall)
+        run.suggest_cpu_seconds.append(time.process_time() - cpu)
         pct = space.count(plan).pct
         try:
             metric = problem.evaluate(plan.to_dict())
@@ -137,13 +152,36 @@ def run_sampler(problem: LoadedProblem, sampler: str, seed: int, *, trials: int,
             warnings.warn(f"{problem.name}: evaluate failed on {plan.summary()}: {exc}", stacklevel=2)
             metric = None
         if metric is None or not math.isfinite(float(metric)):
-            study.tell(trial, state=TrialState.FAIL)
+            self.study.tell(trial, state=TrialState.FAIL)
             run.points.append(None)
             run.failed += 1
         else:
-            study.tell(trial, [float(metric), pct])
+            self.study.tell(trial, [float(metric), pct])
             run.points.append((float(metric), pct))
-    return run
+
+    def continue_until(self, target_hv: float, max_trials: int) -> bool:
+        """Step until the normalised hypervolume reaches ``target_hv`` or the run has ``max_trials``
+        trials; True when it reached it."""
+        reference = (self.problem.metric_floor, self.budget_pct)
+        area = (1.0 - reference[0]) * reference[1]
+        done = [p for p in self.run.points if p is not None]
+        while hypervolume(done, reference) / area < target_hv - 1e-12:
+            if len(self.run.points) >= max_trials:
+                return False
+            self.step()
+            if self.run.points[-1] is not None:
+                done.append(self.run.points[-1])
+        return True
+
+
+def run_sampler(problem: LoadedProblem, sampler: str, seed: int, *, trials: int, budget_pct: float,
+                n_startup_trials: int = 8, surrogate: str = "gp") -> Run:
+    """Run ``trials`` ask → evaluate → tell rounds of ``sampler`` on ``problem`` with ``seed``."""
+    runner = SamplerRun(problem, sampler, seed, budget_pct=budget_pct, n_startup_trials=n_startup_trials,
+                        surrogate=surrogate)
+    for _ in range(trials):
+        runner.step()
+    return runner.run
 
 
 # --- summary ----------------------------------------------------------------------------------------------
@@ -159,6 +197,8 @@ class SamplerSummary:
     median_suggest_s: float
     median_suggest_s_last10: float
     failed: int = 0
+    median_suggest_cpu_s: float | None = None
+    median_suggest_cpu_s_last10: float | None = None
 
 
 @dataclass
@@ -184,46 +224,74 @@ def _first_reaching(curve: Sequence[float], target: float) -> int | None:
     return next((i + 1 for i, h in enumerate(curve) if h >= target - 1e-12), None)
 
 
+def best_per_seed(runs: Sequence[Run], reference: tuple[float, float], trials: int) -> dict[int, float]:
+    """Per seed: the best normalised hypervolume any sampler reached within its first ``trials`` trials."""
+    best: dict[int, float] = {}
+    for r in runs:
+        hv = r.hypervolumes(reference)[:trials]
+        best[r.seed] = max(best.get(r.seed, 0.0), hv[-1] if hv else 0.0)
+    return best
+
+
 def summarise(runs: Sequence[Run], *, problem: str, space: str, budget_pct: float, metric_floor: float, trials: int,
               n_startup_trials: int = 8, checkpoints: Sequence[int] = CHECKPOINTS) -> BenchmarkResult:
-    """Hypervolume at checkpoints (mean ± sd over seeds), trials to 95% of the best, suggest times."""
+    """Hypervolume at checkpoints (mean ± sd over seeds), trials to 95% of the best, suggest times.
+
+    Runs may be longer than ``trials`` (continued to see when they reach 95%): checkpoints, the best
+    and the suggest times use the first ``trials`` trials, trials to 95% the whole run.
+    """
     reference = (metric_floor, budget_pct)
     samplers = list(dict.fromkeys(r.sampler for r in runs))
     seeds = sorted({r.seed for r in runs})
     curves = {s: {r.seed: r.hypervolumes(reference) for r in runs if r.sampler == s} for s in samplers}
-    best = {seed: max(c[seed][-1] for c in curves.values() if seed in c) for seed in seeds}
+    best = best_per_seed(runs, reference, trials)
     checks = [c for c in checkpoints if c <= trials] or [trials]
     summaries = []
     for s in samplers:
         mine = [r for r in runs if r.sampler == s]
         at = {c: [curves[s][r.seed][c - 1] for r in mine] for c in checks}
         reach = [_first_reaching(curves[s][r.seed], 0.95 * best[r.seed]) for r in mine]
-        bo_times = [t for r in mine for t in r.suggest_seconds[n_startup_trials:]] or [t for r in mine for t in r.suggest_seconds]
-        last = [t for r in mine for t in r.suggest_seconds[-10:]]
+
+        times = {(attr, last): _median_time(mine, attr, trials, skip=n_startup_trials, last=last)
+                 for attr in ("suggest_seconds", "suggest_cpu_seconds") for last in (False, True)}
         summaries.append(SamplerSummary(
             sampler=s,
             hv_mean={c: statistics.fmean(v) for c, v in at.items()},
             hv_sd={c: statistics.stdev(v) if len(v) > 1 else 0.0 for c, v in at.items()},
-            trials_to_95_mean=statistics.fmean(n if n is not None else trials + 1 for n in reach),
+            trials_to_95_mean=statistics.fmean(n if n is not None else len(r.points) + 1 for n, r in zip(reach, mine, strict=True)),
             trials_to_95=reach,
             reached_95=sum(n is not None for n in reach),
             seeds=len(mine),
-            median_suggest_s=statistics.median(bo_times),
-            median_suggest_s_last10=statistics.median(last),
+            median_suggest_s=times["suggest_seconds", False],
+            median_suggest_s_last10=times["suggest_seconds", True],
             failed=sum(r.failed for r in mine),
+            median_suggest_cpu_s=times["suggest_cpu_seconds", False],
+            median_suggest_cpu_s_last10=times["suggest_cpu_seconds", True],
         ))
     return BenchmarkResult(
         problem=problem, space=space, budget_pct=budget_pct, metric_floor=metric_floor, trials=trials, seeds=seeds,
         samplers=samplers, checkpoints=checks, summaries=summaries,
-        curves={s: [curves[s][seed] for seed in sorted(curves[s])] for s in samplers},
+        curves={s: [curves[s][seed][:trials] for seed in sorted(curves[s])] for s in samplers},
         runs=list(runs),
     )
+
+
+def _median_time(runs: Sequence[Run], attr: str, trials: int, *, skip: int, last: bool) -> float | None:
+    """Median of a per-trial time list over the first ``trials`` trials of ``runs``: of the last 10 of each
+    run (``last``), or of all but the first ``skip`` (start-up) ones; None when nothing was timed."""
+    per_run = [getattr(r, attr)[:trials] for r in runs]
+    if last:
+        values = [t for times in per_run for t in times[-10:]]
+    else:
+        values = [t for times in per_run for t in times[skip:]] or [t for times in per_run for t in times]
+    return statistics.median(values) if values else None
 
 
 def runs_from_json(data: dict[str, Any]) -> list[Run]:
     """The raw runs stored in a result JSON (`BenchmarkResult.to_dict()`)."""
     return [Run(sampler=r["sampler"], seed=r["seed"], points=[tuple(p) if p is not None else None for p in r["points"]],
-                suggest_seconds=list(r["suggest_seconds"]), failed=r.get("failed", 0)) for r in data.get("runs", [])]
+                suggest_seconds=list(r["suggest_seconds"]), failed=r.get("failed", 0),
+                suggest_cpu_seconds=list(r.get("suggest_cpu_seconds", []))) for r in data.get("runs", [])]
 
 
 # --- tables and figures (data only; drawing in `figure`) ------------------------------------------------------
@@ -239,6 +307,9 @@ def table_rows(result: BenchmarkResult) -> list[dict[str, Any]]:
         row["reached_95"] = f"{s.reached_95}/{s.seeds}"
         row["median_suggest_s"] = round(s.median_suggest_s, 3)
         row["median_suggest_s_last10"] = round(s.median_suggest_s_last10, 3)
+        for key in ("median_suggest_cpu_s", "median_suggest_cpu_s_last10"):
+            value = getattr(s, key)
+            row[key] = round(value, 3) if value is not None else None
         row["failed_trials"] = s.failed
         rows.append(row)
     return rows
