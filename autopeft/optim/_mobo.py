@@ -52,12 +52,16 @@ class MoboSampler(AutopeftSamplerBase):
         max_evals: acquisition evaluations per proposal (random pool included).
         pool_size: random feasible candidates scored to pick local-search starts.
         n_starts: local-search starts taken from the pool (in addition to the Pareto front).
+        refit_every: GP hyperparameters are re-optimised (warm-started L-BFGS) when the number of
+            observations is a multiple of this; in between, the last ones are kept and the GP is only
+            conditioned on the new data. One new point barely moves them, and the fit is the costliest
+            stage after the acquisition search (0.1-0.5 s of CPU at 60 points on this machine).
     """
 
     def __init__(self, space: SearchSpace, *, budget_pct: float | None, max_params: int | None = None,
                  metric_floor: float = 0.0, n_startup_trials: int = 8, surrogate: Literal["gp", "saas"] = "gp",
-                 seed: int | None = None, mc_samples: int = 64, max_evals: int = 800, pool_size: int = 192,
-                 n_starts: int = 6, warm_maxiter: int = 100):
+                 seed: int | None = None, mc_samples: int = 32, max_evals: int = 500, pool_size: int = 128,
+                 n_starts: int = 6, refit_every: int = 3):
         super().__init__(space, budget_pct=budget_pct, max_params=max_params, metric_floor=metric_floor,
                          n_startup_trials=max(2, n_startup_trials), seed=seed)
         if surrogate not in ("gp", "saas"):
@@ -67,7 +71,7 @@ class MoboSampler(AutopeftSamplerBase):
         self.max_evals = max_evals
         self.pool_size = pool_size
         self.n_starts = n_starts
-        self.warm_maxiter = warm_maxiter
+        self.refit_every = max(1, refit_every)
         self._design: np.ndarray | None = None
         self._warm: dict | None = None
         #: seconds spent in the last proposal's stages (fit, acquisition, search), for benchmarks
@@ -109,7 +113,8 @@ class MoboSampler(AutopeftSamplerBase):
             if self.surrogate == "saas":
                 model = fit_saas(X, Y, seed=seed)
             else:
-                model, self._warm = fit_gp(X, Y, warm=self._warm, maxiter=self.warm_maxiter if self._warm else 100)
+                refit = self._warm is None or history.n_done % self.refit_every == 0
+                model, self._warm = fit_gp(X, Y, warm=self._warm, maxiter=100 if refit else 0)
             t1 = time.perf_counter()
             X_pending = torch.tensor(self.features(history.Z_pending), dtype=dtype) if len(history.Z_pending) else None
             acq = log_nehvi(model, X, self.reference_point, self.scale, X_pending=X_pending,

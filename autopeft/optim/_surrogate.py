@@ -42,7 +42,10 @@ def saas_backend() -> str:
 
 def fit_gp(train_X: Tensor, train_Y: Tensor, *, warm: dict[str, Tensor] | None = None,
            maxiter: int = 100) -> tuple[SingleTaskGP, dict[str, Tensor]]:
-    """Fit a `SingleTaskGP` (``n x D`` → ``n x 1``); returns the model and its hyperparameters for warm starts."""
+    """Fit a `SingleTaskGP` (``n x D`` → ``n x 1``); returns the model and its hyperparameters for warm starts.
+
+    ``maxiter=0`` keeps the ``warm`` hyperparameters as they are and only conditions on the data.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = SingleTaskGP(train_X, train_Y, outcome_transform=Standardize(m=train_Y.shape[-1]))
@@ -51,8 +54,9 @@ def fit_gp(train_X: Tensor, train_Y: Tensor, *, warm: dict[str, Tensor] | None =
                 for name, param in model.named_parameters():
                     if name in warm and warm[name].shape == param.shape:
                         param.copy_(warm[name])
-        mll = ExactMarginalLogLikelihood(model.likelihood, model)
-        fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
+        if maxiter > 0:
+            mll = ExactMarginalLogLikelihood(model.likelihood, model)
+            fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
     state = {k: v.detach().clone() for k, v in model.named_parameters() if k.startswith(_WARM_PREFIXES)}
     return model.eval(), state
 
