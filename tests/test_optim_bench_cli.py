@@ -55,14 +55,16 @@ def test_bench_optimizers_on_a_user_problem(tmp_path, monkeypatch):
     # --reach-within continues the runs that had not reached 95% of the best by --trials
     longer = CliRunner().invoke(app, [
         "bench", "optimizers", "--problem", "my_problem:PROBLEM", "--samplers", "random,tpe", "--trials", "12",
-        "--seeds", "2", "--budget-pct", "5", "--reach-within", "40", "--json", str(out / "l.json"),
+        "--seeds", "2", "--budget-pct", "5", "--reach-within", "40", "--reach-samplers", "random",
+        "--json", str(out / "l.json"),
     ])
     assert longer.exit_code == 0, longer.output
     data = json.loads((out / "l.json").read_text())
     lengths = {(r["sampler"], r["seed"]): len(r["points"]) for r in data["runs"]}
     unreached = {(s["sampler"], seed) for s in data["summaries"] for seed, n in enumerate(s["trials_to_95"]) if n is None}
     assert all(12 <= n <= 40 for n in lengths.values())
-    assert all(lengths[k] == 40 for k in unreached)  # the ones that never reached it ran to the cap
+    assert all(n == 12 for (sampler, _), n in lengths.items() if sampler == "tpe")  # only random continues
+    assert all(lengths[k] == 40 for k in unreached if k[0] == "random")  # never reached: ran to the cap
     assert all(len(curve) == 12 for per_seed in data["curves"].values() for curve in per_seed)
     for s in data["summaries"]:
         for seed, n in enumerate(s["trials_to_95"]):

@@ -43,6 +43,8 @@ def optimizers(
         None, "--reach-within", min=2,
         help="Continue runs that have not reached 95%% of the best hypervolume after --trials, up to this many "
              "trials, to count how many they need (HV checkpoints and the best still use --trials)."),
+    reach_samplers: str | None = typer.Option(None, "--reach-samplers",
+                                              help="Comma-separated samplers --reach-within applies to (default: all)."),
     merge: list[Path] | None = typer.Option(None, "--merge",
                                             help="Summarise the runs of earlier --json results together instead of running."),
 ):
@@ -66,6 +68,9 @@ def optimizers(
         fail(f"--surrogate: expected gp or saas, got {surrogate!r}")
     if reach_within is not None and reach_within < trials:
         fail(f"--reach-within: expected at least --trials ({trials}), got {reach_within}")
+    continued = names if reach_samplers is None else [s.strip() for s in reach_samplers.split(",") if s.strip()]
+    if set(continued) - set(names):
+        fail(f"--reach-samplers: expected names from --samplers ({', '.join(names)}), got {reach_samplers}")
     try:
         loaded = load_problem(problem, space=space, model=model)
     except (ProblemError, SpaceError, ModelError) as exc:
@@ -96,7 +101,7 @@ def optimizers(
     runs = [r.run for r in sampler_runs]
     if reach_within is not None and reach_within > trials:
         best = best_per_seed(runs, reference, trials)
-        for r in sampler_runs:
+        for r in (r for r in sampler_runs if r.run.sampler in continued):
             reached = r.continue_until(0.95 * best[r.run.seed], reach_within)
             if len(r.run.points) > trials:
                 typer.echo(f"{r.run.sampler} seed {r.run.seed}: continued to {len(r.run.points)} trials "
