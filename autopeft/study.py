@@ -172,9 +172,10 @@ class StudySummary:
     hypervolume: float
     pareto_size: int
     last_update: str | None
+    refinements: tuple[str, ...] = ()  # linked studies of `autopeft refine` (see autopeft.refinement)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "refinements": list(self.refinements)}
 
 
 def summarize(study: optuna.Study) -> StudySummary:
@@ -197,6 +198,7 @@ def summarize(study: optuna.Study) -> StudySummary:
         hypervolume=hypervolume(points(done), reference_point(spec)),
         pareto_size=len(pareto_indices(points(done))),
         last_update=max(stamps).isoformat(timespec="seconds") if stamps else None,
+        refinements=tuple(study.user_attrs.get("refinements") or ()),
     )
 
 
