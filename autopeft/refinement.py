@@ -237,6 +237,8 @@ def read_refinement(storage, name: str) -> Refinement:
 def latest_refinement(storage, source: str, name: str | None = None) -> Refinement | None:
     """The refinement `name` of `source`, or its newest one; None when it has none. `KeyError` for a bad `name`."""
     if name is not None:
+        if name not in {s.study_name for s in storage.get_all_studies()}:
+            raise KeyError(f"no study named {name!r}; `autopeft refine {source}` makes {refined_name(source)!r}")
         refinement = read_refinement(storage, name)
         if refinement.source != source:
             raise KeyError(f"study {name!r} is not a refinement of {source!r}")
