@@ -63,7 +63,8 @@ def pareto_figure(info: ParetoFrontInfo, metric_name: str = "metric", refined: R
         x = info.budget_pct
         shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
                        "line": {"color": BUDGET, "width": 1.5, "dash": "dash"}})
-        annotations.append({"xref": "x", "yref": "paper", "x": x, "y": 1, "yanchor": "bottom", "showarrow": False,
+        # plotly places annotations on a log axis by log10 of the value (shapes by the value itself)
+        annotations.append({"xref": "x", "yref": "paper", "x": math.log10(x), "y": 1, "yanchor": "bottom", "showarrow": False,
                             "text": f"budget {info.budget_pct:g}%", "font": {"color": BUDGET, "size": 12}})
     return {"data": traces, "layout": _layout(
         xaxis=_axis("trainable parameters (% of the model, log scale)", type="log"),

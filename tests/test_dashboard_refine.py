@@ -108,3 +108,34 @@ def test_new_refined_runs_show_up_and_browsing_writes_nothing(db):
         assert hashlib.sha256(path.read_bytes()).hexdigest() == before
         linked_id = linked._study_id
         assert client.get(f"/api/studies/{linked_id}").status_code == 404
+
+
+def test_study_page_in_a_browser_shows_the_refined_table_and_note(db):
+    import shutil
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from benchmarks.dashboard_screenshots import CHROMIUM, CHROMIUM_ARGS, serve
+
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip("Chromium is not installed (make system-deps installs it)")
+    path, storage, front, _ = db
+    storage.engine.dispose()
+    errors: list[str] = []
+    with serve(f"sqlite:///{path}") as base, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.goto(f"{base}/")
+            page.wait_for_selector(".badge.refined")
+            page.goto(f"{base}/studies/1")
+            page.wait_for_selector("body[data-ready='1']")
+            note = page.locator("#refinement-note")
+            assert "reorders the search front" in note.inner_text() and "reorder" in note.get_attribute("class")
+            rows = page.locator("#refined-table tbody tr")
+            assert rows.count() == len(front) and page.locator("#refined-table tr.dropped").count() == len(front) - 1
+            assert rows.first.locator("td").first.inner_text() == str(front[0].number)
+        finally:
+            browser.close()
+    assert errors == []
