@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -123,7 +123,6 @@ class RefineSession:
     done_before: int
     completed: int = 0
     failed: int = 0
-    events: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -151,6 +150,10 @@ def prepare_refinement(storage, source_name: str, seeds: int = 5, fidelity: str 
     front = pareto_trials(source)
     if not front:
         raise RefineError(f"study {source_name!r} has no completed trials to refine; run `autopeft search` first")
+    unplanned = [t.number for t in front if not isinstance(t.user_attrs.get("plan"), dict)]
+    if unplanned:
+        raise RefineError(f"study {source_name!r}: trial(s) {', '.join(map(str, unplanned))} record no plan to "
+                          "re-run; refine a study made by `autopeft search`")
     name = name or refined_name(source_name)
     existing = load_study(storage, name) if name in study_names(storage) else None
     linked_attrs = existing.user_attrs if existing is not None else {}

@@ -28,6 +28,17 @@ runner = CliRunner()
 FIDELITY = "train_size=96,max_steps=3"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models train faster on one thread, twice as fast on 2 cores shared with other work."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def task(tmp_path_factory, glue_dir):
     """A small SST-2 sample as a file task with a dev file: 300 training rows, 120 dev rows."""
@@ -218,6 +229,7 @@ def test_pareto_marks_a_refined_front_that_reorders_the_search_front(url):
     (["refine", "empty"], "study 'empty' has no completed trials to refine"),
     (["refine", "s", "--name", "empty"], "study 'empty' exists and is not a refinement of 's'"),
     (["refine", "known--refined"], "is a refinement of 'known'"),
+    (["refine", "known"], "study 'known': trial(s) 0 record no plan to re-run"),
     (["pareto", "s", "--refinement", "empty"], "--refinement: study 'empty' is not a refinement of 's'"),
 ])
 def test_bad_input_is_one_line_and_nonzero(url, args, message):
@@ -231,6 +243,23 @@ def test_bad_input_is_one_line_and_nonzero(url, args, message):
     assert result.exit_code == 2 and message in result.output, result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert "s--refined" not in [s.study_name for s in storage.get_all_studies()]
+
+
+def test_refine_on_a_postgresql_study(url, postgres_url):
+    source = load_study(open_storage(url), "s")
+    pg = open_storage(postgres_url)
+    copy = create_study(pg, "s", build_spec(source.user_attrs["spec"]))
+    for t in source.get_trials():
+        copy.add_trial(t)
+    result = runner.invoke(app, ["refine", "s", "--storage", postgres_url, "--executor", "inline", "--seeds", "1",
+                                 "--fidelity", FIDELITY])
+    assert result.exit_code == 0, result.output
+    front = pareto_trials(load_study(pg, "s"))
+    linked = load_study(pg, "s--refined")
+    assert {t.user_attrs["source_trial"] for t in linked.get_trials()} == {t.number for t in front}
+    assert all(t.state == TrialState.COMPLETE for t in linked.get_trials())
+    rows = json.loads(runner.invoke(app, ["pareto", "s", "--storage", postgres_url, "--format", "json"]).stdout)
+    assert all(r["refined_n"] == 1 and r["refined_sd"] is None for r in rows)
 
 
 @pytest.mark.slow  # Ray start-up and two actors loading torch: about a minute on 2 shared cores
