@@ -230,6 +230,7 @@ def test_pareto_marks_a_refined_front_that_reorders_the_search_front(url):
     (["refine", "s", "--name", "empty"], "study 'empty' exists and is not a refinement of 's'"),
     (["refine", "known--refined"], "is a refinement of 'known'"),
     (["refine", "known"], "study 'known': trial(s) 0 record no plan to re-run"),
+    (["pareto", "known--refined"], "holds the `autopeft refine` runs of study 'known', not a search; pass 'known'"),
     (["pareto", "s", "--refinement", "empty"], "--refinement: study 'empty' is not a refinement of 's'"),
 ])
 def test_bad_input_is_one_line_and_nonzero(url, args, message):
