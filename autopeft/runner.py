@@ -385,11 +385,16 @@ def warm_start(study: optuna.Study, source: optuna.Study, space: SearchSpace) ->
     return len(front)
 
 
-def make_executor(spec: SearchSpec) -> Executor:
-    """Ray actors (local Ray, or the cluster at `execution.ray_address`), or in-process when `inline`."""
+def make_executor(spec: SearchSpec, evaluate: Evaluate | None = None) -> Executor:
+    """Ray actors (local Ray, or the cluster at `execution.ray_address`), or in-process when `inline`.
+
+    `evaluate` (picklable; default: `evaluate_plan_dict` at `spec.fidelity`) is what each worker runs
+    on a submitted payload; `autopeft.refine` passes its own to vary the fidelity per run.
+    """
     from functools import partial
 
-    evaluate = partial(evaluate_plan_dict, spec.model, spec.task, spec.fidelity.model_dump(), spec.data_dir)
+    if evaluate is None:
+        evaluate = partial(evaluate_plan_dict, spec.model, spec.task, spec.fidelity.model_dump(), spec.data_dir)
     ex = spec.execution
     if ex.executor == "inline":
         return InlineExecutor(evaluate)

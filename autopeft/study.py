@@ -6,6 +6,8 @@ hold the full spec (`spec`), so a study can be resumed from the DB alone. Each t
 `result` (the worker's `TrialResult` as a dict: `metrics`, `metric`, `status`, `fidelity`, `seed`,
 `train_seconds`, `eval_seconds`, `peak_memory_mb`, `host`, `device`, ...) once evaluated;
 `failure` = {kind, message} for failed trials; `retry_of` / `attempt` for retried configurations.
+A study refined by `autopeft refine` lists its linked studies in the user attr `refinements`
+(conventions in `autopeft.refinement`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autopeft.pareto import hypervolume, pareto_indices
+from autopeft.refinement import REFINEMENT_OF
 from autopeft.spec import SearchSpec
 
 DIRECTIONS = ("maximize", "minimize")
@@ -110,6 +113,9 @@ def load_study(storage, name: str, sampler: optuna.samplers.BaseSampler | None =
 
 def stored_spec(study: optuna.Study) -> SearchSpec:
     data = study.user_attrs.get(SPEC_ATTR)
+    if data is None and REFINEMENT_OF in study.user_attrs:
+        raise StudyError(f"study {study.study_name!r} holds the `autopeft refine` runs of study "
+                         f"{study.user_attrs[REFINEMENT_OF]!r}, not a search; pass {study.user_attrs[REFINEMENT_OF]!r}")
     if data is None:
         raise StudyError(f"study {study.study_name!r} was not made by autopeft (it stores no spec)")
     return SearchSpec.model_validate(data)
@@ -172,9 +178,10 @@ class StudySummary:
     hypervolume: float
     pareto_size: int
     last_update: str | None
+    refinements: tuple[str, ...] = ()  # linked studies of `autopeft refine` (see autopeft.refinement)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "refinements": list(self.refinements)}
 
 
 def summarize(study: optuna.Study) -> StudySummary:
@@ -197,6 +204,7 @@ def summarize(study: optuna.Study) -> StudySummary:
         hypervolume=hypervolume(points(done), reference_point(spec)),
         pareto_size=len(pareto_indices(points(done))),
         last_update=max(stamps).isoformat(timespec="seconds") if stamps else None,
+        refinements=tuple(study.user_attrs.get("refinements") or ()),
     )
 
 

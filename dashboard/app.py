@@ -32,12 +32,14 @@ from autopeft.dashboard.data import (
     layer_map_info,
     pareto_front_info,
     plan_info,
+    refinement_info,
     study_summary,
     trial_detail,
     trial_table,
 )
 from autopeft.dashboard.reader import StudyInfo, StudyReader, TrialRow
 from autopeft.dashboard.storage import open_readonly
+from autopeft.refinement import read_refinement
 from autopeft.search_spaces.plan import FAMILIES
 from autopeft.study import StudyError
 
@@ -67,21 +69,27 @@ class StudyView:
     pareto_numbers: frozenset[int]
     hypervolume: Any
     layer_map: Any
+    refinement: Any = None  # RefinementInfo of the newest `autopeft refine` study, or None
+    key: tuple = ()  # what the view was built from: (trials version, (refinement id, its version) or None)
     _figures: dict[str, Any] | None = field(default=None, repr=False)
     _data: dict[str, Any] | None = field(default=None, repr=False)
+
+    def refinement_data(self) -> dict[str, Any] | None:
+        return self.refinement.to_dict() if self.refinement is not None else None
 
     def data(self) -> dict[str, Any]:
         if self._data is None:
             self._data = {"version": self.version, "summary": self.summary,
                           "spec": self.info.spec.model_dump(mode="json"), "pareto_front": self.pareto.to_dict(),
-                          "hypervolume": self.hypervolume.to_dict(), "layer_map": self.layer_map.to_dict()}
+                          "hypervolume": self.hypervolume.to_dict(), "layer_map": self.layer_map.to_dict(),
+                          "refinement": self.refinement_data()}
         return self._data
 
     def figures(self) -> dict[str, Any]:
         if self._figures is None:
             name = self.info.spec.objectives.metric
             metric = "task metric" if name == "auto" else name
-            self._figures = {"pareto": figures.pareto_figure(self.pareto, metric),
+            self._figures = {"pareto": figures.pareto_figure(self.pareto, metric, self.refinement),
                              "hypervolume": figures.hypervolume_figure(self.hypervolume),
                              "layer_map": figures.layer_map_figure(self.layer_map)}
         return self._figures
@@ -96,12 +104,20 @@ class Views:
         self._lock = threading.Lock()
 
     def get(self, study_id: int) -> StudyView:
+        """The study's view; rebuilt when a trial of the study, or of its newest refinement, changed.
+
+        `StudyView.version` counts rebuilds of this study's view (it is what pages poll and ETags carry).
+        """
         info = self._info(study_id)
         version, rows = self.reader.snapshot(study_id)
+        linked = self.reader.refinements(info.name)
+        key = (version, (linked[-1][0], self.reader.snapshot(linked[-1][0])[0]) if linked else None)
         with self._lock:
             view = self._views.get(study_id)
-            if view is None or view.version != version:
-                view = self._build(info, version, rows)
+            if view is None or view.key != key:
+                refinement = read_refinement(self.reader.storage, linked[-1][1]) if linked else None
+                view = self._build(info, view.version + 1 if view else 1, rows, refinement, [n for _, n in linked])
+                view.key = key
                 self._views[study_id] = view
             return view
 
@@ -124,7 +140,8 @@ class Views:
         return info
 
     @staticmethod
-    def _build(info: StudyInfo, version: int, rows: list[TrialRow]) -> StudyView:
+    def _build(info: StudyInfo, version: int, rows: list[TrialRow], refinement=None,
+               refinements: list[str] | None = None) -> StudyView:
         spec = info.spec
         budget = spec.budget.max_params_pct
         pareto = pareto_front_info(rows, budget)
@@ -133,9 +150,10 @@ class Views:
         reference = (spec.objectives.metric_floor, budget or 100.0)
         return StudyView(
             version=version, info=info, rows=rows,
-            summary=study_summary(info.study_id, info.name, spec, rows).to_dict(),
+            summary=study_summary(info.study_id, info.name, spec, rows, refinements or []).to_dict(),
             pareto=pareto, pareto_numbers=numbers, hypervolume=hypervolume_info(rows, reference),
             layer_map=layer_map_info([by_number[p.number] for p in pareto.front]),
+            refinement=refinement_info(pareto.front, refinement, refinements or []) if refinement else None,
         )
 
 
@@ -210,8 +228,9 @@ def create_app(storage_url: str, token: str | None = None, *, allowed_hosts: lis
     def get_study(study_id: int, request: Request) -> Any:
         """One study: its summary and spec, and the plot data of the study page — the Pareto front
         (Pareto-optimal, dominated and failed trials, budget), the hypervolume history by trial number
-        and by time, and the layer placement of the Pareto-optimal configurations. `version` changes
-        whenever a trial does."""
+        and by time, the layer placement of the Pareto-optimal configurations, and `refinement`: the
+        newest `autopeft refine` of the study (fidelity, seeds, refined mean ± sd per front trial, whether
+        the refined front reorders the search front) or null. `version` changes whenever a trial does."""
         view = views.get(study_id)
         return _etagged(request, view, "data", view.data)
 
@@ -220,7 +239,7 @@ def create_app(storage_url: str, token: str | None = None, *, allowed_hosts: lis
         """The study page's plotly figures (`{data, layout}` each), built from `/api/studies/{id}`'s data."""
         view = views.get(study_id)
         return _etagged(request, view, "figures", lambda: {"version": view.version, "summary": view.summary,
-                                                           **view.figures()})
+                                                           "refinement": view.refinement_data(), **view.figures()})
 
     @app.get("/api/studies/{study_id}/trials", tags=["trials"])
     def list_trials(

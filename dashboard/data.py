@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from autopeft.dashboard.reader import TrialRow
 from autopeft.pareto import hypervolume, hypervolume_history, pareto_indices
+from autopeft.refinement import Comparison, Refinement, compare
 from autopeft.search_spaces.plan import FAMILIES
 
 STATES = ("complete", "running", "waiting", "fail", "pruned")
@@ -75,6 +76,29 @@ def _failure_text(failure: dict[str, Any] | None) -> str:
         return "failed"
     kind, message = failure.get("kind", ""), failure.get("message", "")
     return f"{kind}: {message}" if kind and message else str(kind or message or "failed")
+
+
+# --- refinement (autopeft refine) ----------------------------------------------------------------
+@dataclass(frozen=True)
+class RefinementInfo:
+    """The search front next to its refined values (mean ± sd over seeds) from a linked study.
+
+    `comparison.points` follow the search front (cheapest first); `comparison.note` says whether the
+    refined front reorders the search front (`reorders`, `swaps`, `dropped`).
+    """
+
+    refinement: Refinement
+    comparison: Comparison
+    refinements: list[str]  # every linked study of the source, oldest first (the newest is shown)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.refinement.to_dict(), "refinements": self.refinements, **self.comparison.to_dict()}
+
+
+def refinement_info(front: Sequence[Point], refinement: Refinement, refinements: Sequence[str] = ()) -> RefinementInfo:
+    """Compare the search front (`ParetoFrontInfo.front`) with `refinement`'s values per source trial."""
+    comparison = compare([(p.number, p.metric, p.params_pct) for p in front], refinement.values)
+    return RefinementInfo(refinement=refinement, comparison=comparison, refinements=list(refinements or [refinement.name]))
 
 
 # --- hypervolume history -----------------------------------------------------------------------
@@ -192,12 +216,14 @@ class StudySummaryInfo:
     hypervolume: float
     pareto_size: int
     last_update: str | None
+    refinements: list[str] = field(default_factory=list)  # linked studies of `autopeft refine`
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def study_summary(study_id: int, name: str, spec, rows: Sequence[TrialRow]) -> StudySummaryInfo:
+def study_summary(study_id: int, name: str, spec, rows: Sequence[TrialRow],
+                  refinements: Sequence[str] = ()) -> StudySummaryInfo:
     """`spec` is the study's `SearchSpec`; the budget is `budget.max_params_pct` (100 when unset)."""
     states: dict[str, int] = {}
     for r in rows:
@@ -214,6 +240,7 @@ def study_summary(study_id: int, name: str, spec, rows: Sequence[TrialRow]) -> S
         best_metric=best.metric if best else None, best_trial=best.number if best else None,
         hypervolume=hypervolume(points, reference), pareto_size=len(pareto_indices(points)),
         last_update=max(stamps).isoformat(timespec="seconds") if stamps else None,
+        refinements=list(refinements),
     )
 
 

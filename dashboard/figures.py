@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from autopeft.dashboard.data import SIZE_NAMES, HypervolumeInfo, LayerMapInfo, ParetoFrontInfo, PlanInfo
+from autopeft.dashboard.data import SIZE_NAMES, HypervolumeInfo, LayerMapInfo, ParetoFrontInfo, PlanInfo, RefinementInfo
 
 ACCENT = "#4338ca"
 MUTED = "#94a3b8"
 FAIL = "#dc2626"
 BUDGET = "#d97706"
+REFINED = "#059669"
 FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 13, "color": "#1e293b"}
 SIZES_SCALE = [[0.0, "#e0e7ff"], [0.5, "#818cf8"], [1.0, "#312e81"]]
 
@@ -35,8 +36,9 @@ def _axis(title: str, **extra: Any) -> dict[str, Any]:
             "automargin": True, **extra}
 
 
-def pareto_figure(info: ParetoFrontInfo, metric_name: str = "metric") -> Figure:
-    """Front as a step line with markers, dominated trials faded, failed ones as crosses, budget line."""
+def pareto_figure(info: ParetoFrontInfo, metric_name: str = "metric", refined: RefinementInfo | None = None) -> Figure:
+    """Front as a step line with markers, dominated trials faded, failed ones as crosses, budget line;
+    with a refinement, the refined means with ± sd error bars (hollow when off the refined front)."""
     hover = "<b>trial %{customdata}</b><br>%{text}<br>" + metric_name + " %{y:.4f}<br>params %{x:.4g}%<extra></extra>"
     traces = [
         {"type": "scatter", "mode": "markers", "name": f"dominated ({len(info.dominated)})",
@@ -54,17 +56,42 @@ def pareto_figure(info: ParetoFrontInfo, metric_name: str = "metric") -> Figure:
          "hovertemplate": hover, "line": {"shape": "hv", "color": ACCENT, "width": 2},
          "marker": {"color": ACCENT, "size": 9, "line": {"color": "#ffffff", "width": 1.5}}},
     ]
+    if refined is not None:
+        traces += _refined_traces(refined)
     shapes, annotations = [], []
     if info.budget_pct:
         x = info.budget_pct
         shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
                        "line": {"color": BUDGET, "width": 1.5, "dash": "dash"}})
-        annotations.append({"xref": "x", "yref": "paper", "x": x, "y": 1, "yanchor": "bottom", "showarrow": False,
+        # plotly places annotations on a log axis by log10 of the value (shapes by the value itself)
+        annotations.append({"xref": "x", "yref": "paper", "x": math.log10(x), "y": 1, "yanchor": "bottom", "showarrow": False,
                             "text": f"budget {info.budget_pct:g}%", "font": {"color": BUDGET, "size": 12}})
     return {"data": traces, "layout": _layout(
         xaxis=_axis("trainable parameters (% of the model, log scale)", type="log"),
         yaxis=_axis(metric_name), shapes=shapes, annotations=annotations, height=460,
         margin={"l": 64, "r": 24, "t": 48, "b": 56})}
+
+
+def _refined_traces(refined: RefinementInfo) -> list[dict[str, Any]]:
+    """Refined mean ± sd per refined front trial, and the refined front as a dashed step line."""
+    points = [p for p in refined.comparison.points if p.refined_mean is not None]
+    front = [p for p in points if p.refined_front]
+    metric = refined.refinement.metric
+    hover = ("<b>trial %{customdata}</b> refined<br>" + metric + " %{y:.4f} ± %{error_y.array:.4f}<br>"
+             "%{text}<br>params %{x:.4g}%<extra></extra>")
+    return [
+        {"type": "scatter", "mode": "lines", "name": "refined front", "x": [p.params_pct for p in front],
+         "y": [p.refined_mean for p in front], "hoverinfo": "skip",
+         "line": {"shape": "hv", "color": REFINED, "width": 1.5, "dash": "dash"}},
+        {"type": "scatter", "mode": "markers", "name": f"refined mean ± sd ({len(points)})",
+         "x": [p.params_pct for p in points], "y": [p.refined_mean for p in points],
+         "error_y": {"type": "data", "array": [p.refined_sd or 0.0 for p in points], "visible": True,
+                     "color": REFINED, "thickness": 1.5, "width": 4},
+         "customdata": [p.trial for p in points],
+         "text": [f"search {p.search_metric:.4f}, {p.refined_n} seed(s)" for p in points], "hovertemplate": hover,
+         "marker": {"color": REFINED, "size": 9, "line": {"color": REFINED, "width": 1.5},
+                    "symbol": ["diamond" if p.refined_front else "diamond-open" for p in points]}},
+    ]
 
 
 def hypervolume_figure(info: HypervolumeInfo) -> Figure:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from optuna.storages._rdb import models  # Optuna's schema: the one source of truth for table names
 from optuna.trial import FrozenTrial, TrialState
 
+from autopeft.refinement import REFINEMENT_OF
 from autopeft.spec import SearchSpec
 from autopeft.study import SPEC_ATTR, StudyError
 
@@ -101,6 +102,15 @@ class StudyReader:
             specs = dict(conn.execute(sa.select(_study_attrs.c.study_id, _study_attrs.c.value_json)
                                       .where(_study_attrs.c.key == SPEC_ATTR)).all())
         return [StudyInfo(study_id, name, _parse_spec(specs.get(study_id))) for study_id, name in names]
+
+    def refinements(self, source: str) -> list[tuple[int, str]]:
+        """`(study_id, name)` of the studies of `autopeft refine` that refine study `source`, oldest first."""
+        with self.engine.connect() as conn:
+            linked = conn.execute(
+                sa.select(_studies.c.study_id, _studies.c.study_name, _study_attrs.c.value_json)
+                .join(_study_attrs, _study_attrs.c.study_id == _studies.c.study_id)
+                .where(_study_attrs.c.key == REFINEMENT_OF).order_by(_studies.c.study_id)).all()
+        return [(study_id, name) for study_id, name, value in linked if json.loads(value) == source]
 
     def study(self, study_id: int) -> StudyInfo:
         for info in self.studies():

@@ -8,5 +8,6 @@ from autopeft.cli.app import app, bench_app
 from autopeft.cli import bench_evaluate, bench_scaling, search, spaces, studies  # noqa: E402,F401  isort: skip
 from autopeft.cli import dashboard  # noqa: E402,F401  isort: skip
 from autopeft.cli import bench_optimizers  # noqa: E402,F401  isort: skip
+from autopeft.cli import refine  # noqa: E402,F401  isort: skip
 
 __all__ = ["app", "bench_app"]

@@ -60,7 +60,8 @@ def studies(
     for r in rows:
         states = ", ".join(f"{n} {k}" for k, n in sorted(r["states"].items()))
         best = f"{r['best_metric']:.4f}" if r["best_metric"] is not None else "-"
-        table.add_row(r["name"], r["model"], r["task"], r["space"], states, best, f"{r['hypervolume']:.4f}",
+        name = r["name"] + "".join(f"\n  ↳ refined: {n}" for n in r["refinements"])
+        table.add_row(name, r["model"], r["task"], r["space"], states, best, f"{r['hypervolume']:.4f}",
                       str(r["pareto_size"]))
     make_console().print(table)
 
@@ -85,8 +86,12 @@ def pareto(
     study: str = typer.Argument(..., help="Study name."),
     storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help=STORAGE_HELP),
     format: ParetoFormat = typer.Option(ParetoFormat.table, "--format", help="table, json or csv"),
+    refinement: str | None = typer.Option(None, "--refinement", help="Linked study of `autopeft refine` to show "
+                                          "beside the search values (default: the newest one)."),
 ):
-    """Print the Pareto-optimal trials: number, metric, params %, plan summary."""
+    """Print the Pareto-optimal trials: number, metric, params %, plan summary; refined values when refined."""
+    from autopeft.cli.refine import show_refined
+
     st = _open(storage)
     try:
         loaded = load_study(st, study)
@@ -94,6 +99,8 @@ def pareto(
     except StudyError as exc:
         fail(str(exc))
     rows = pareto_rows(loaded)
+    if show_refined(st, study, rows, format.value, refinement):
+        return
     if format is ParetoFormat.json:
         print_json(rows)
     elif format is ParetoFormat.csv:

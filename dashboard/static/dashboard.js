@@ -80,7 +80,8 @@ function modelName(model) {
 async function studiesPage() {
   const render = (studies) => {
     const rows = studies.map((s) => el("tr", {},
-      el("td", {}, el("a", { href: studyUrl(s.study_id), class: "strong" }, s.name)),
+      el("td", {}, el("a", { href: studyUrl(s.study_id), class: "strong" }, s.name),
+        (s.refinements || []).length ? el("span", { class: "badge refined", title: `refined by autopeft refine: ${s.refinements.join(", ")}` }, "refined") : null),
       el("td", { title: s.model, class: "nowrap" }, modelName(s.model)),
       el("td", {}, s.task),
       el("td", {}, s.space),
@@ -173,6 +174,28 @@ function trialsTable(studyId, onChange) {
   return { node, load };
 }
 
+// The search front beside its refined values (autopeft refine): mean ± sd over seeds, and whether
+// the refined front reorders the search front.
+function refinementSection(studyId, r) {
+  const pm = (p) => p.refined_mean === null ? "–" : `${fmt.metric(p.refined_mean)}${p.refined_sd === null ? "" : ` ± ${fmt.metric(p.refined_sd)}`}`;
+  const delta = (p) => p.refined_delta === null ? "–" : `${p.refined_delta >= 0 ? "+" : ""}${fmt.metric(p.refined_delta)}`;
+  const front = (p) => p.refined_front === null ? "–" : (p.refined_front ? el("span", { class: "star", title: "on the refined front" }, "★") : el("span", { class: "badge fail" }, "dominated"));
+  const rows = r.points.map((p) => el("tr", { class: p.refined_front === false ? "dropped" : "" },
+    el("td", { class: "num" }, el("a", { href: trialUrl(studyId, p.trial) }, p.trial)),
+    el("td", { class: "num" }, fmt.pct(p.params_pct)),
+    el("td", { class: "num" }, fmt.metric(p.search_metric)),
+    el("td", { class: "num" }, pm(p)),
+    el("td", { class: "num" }, p.refined_n || "–"),
+    el("td", { class: "num" }, delta(p)),
+    el("td", {}, front(p))));
+  return el("section", { class: "card", id: "refinement" }, el("h2", {}, "Refined front"),
+    el("p", { class: "hint" }, `${r.name}: ${r.description}. ${r.refined} of ${r.points.length} front trial(s) refined, ${r.complete} run(s) complete, ${r.failed} failed.`),
+    el("p", { class: r.reorders ? "note reorder" : "note", id: "refinement-note" }, r.note),
+    el("div", { class: "table-wrap" }, el("table", { class: "table", id: "refined-table" },
+      el("thead", {}, el("tr", {}, ["#", "params %", "search metric", "refined mean ± sd", "n", "Δ", "refined front"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows))));
+}
+
 async function studyPage() {
   const id = body.dataset.study;
   const first = await getJSON(`/api/studies/${id}/figures`);
@@ -182,9 +205,11 @@ async function studyPage() {
   const hvDiv = el("div", { id: "hypervolume-plot", class: "plot" });
   const layerDiv = el("div", { id: "layer-map", class: "plot" });
   const table = trialsTable(id);
+  const refined = el("div");
   fill(main, head,
     el("section", { class: "card" }, el("h2", {}, "Pareto front"),
       el("p", { class: "hint" }, "Metric against trainable parameters. Pareto-optimal trials are joined by the step line; click a point to open its trial."), paretoDiv),
+    refined,
     el("section", { class: "card" }, el("h2", {}, "Where the front puts its parameters"),
       el("p", { class: "hint" }, "Pareto-optimal configurations (rows, cheapest at the bottom) × layers; cell = rank, width or length. Click a row to open its trial."), layerDiv),
     el("section", { class: "card" }, el("h2", {}, "Hypervolume"), el("p", { class: "hint" }, "Area dominated by the front inside the reference box (metric floor, budget), by trial number and over time."), hvDiv),
@@ -204,6 +229,7 @@ async function studyPage() {
     document.title = `${figs.summary.name} · autopeft`;
     Plotly.react(paretoDiv, figs.pareto.data, figs.pareto.layout, plotConfig);
     clickable(paretoDiv);
+    refined.replaceChildren(...(figs.refinement ? [refinementSection(id, figs.refinement)] : []));
     Plotly.react(hvDiv, figs.hypervolume.data, figs.hypervolume.layout, plotConfig);
     if (figs.layer_map.data.length) {
       Plotly.react(layerDiv, figs.layer_map.data, figs.layer_map.layout, plotConfig);
