@@ -163,6 +163,26 @@ def test_failed_configuration_is_not_proposed_again(space, problem):
     assert not failed & set(later)
 
 
+@pytest.mark.parametrize("name", ["mobo", "random"])
+def test_stopped_configuration_is_seen_but_not_observed(name, space, problem):
+    """A configuration stopped early by successive halving (PRUNED) is not proposed again, and its
+    low-fidelity metric is not an observation."""
+    from autopeft.optim._history import read_history
+
+    study = _run(name, space, problem, STARTUP + 1)
+    trial = study.ask()
+    space.suggest(trial)
+    study.tell(trial, state=TrialState.PRUNED)
+    sampler = study.sampler
+    history = read_history(study, sampler.encoding, sampler.feasibility)
+    z = sampler.encoding.try_index(trial.params)
+    assert sampler.feasibility.plan_keys(z[None, :])[0] in history.seen
+    assert history.n_done == STARTUP + 1 and len(history.Z_failed) == 1
+    stopped = _plan_key(space, trial.params)
+    later = [_plan_key(space, _step(study, space, problem)[0].params) for _ in range(2)]
+    assert stopped not in later
+
+
 def test_baselines_are_wrapped_feasible(space):
     for name in ("random", "tpe", "nsga2", "gp", "botorch"):
         with warnings.catch_warnings():

@@ -1,9 +1,10 @@
 """What a sampler needs from a study's trials, as index vectors: observations, failures, pending points.
 
 - *observed*: COMPLETE trials with a finite metric (``values[0]``) → ``Z_done`` (``n x d``), ``y`` (``n``);
-- *failed*: FAIL trials, and COMPLETE ones whose metric is not finite → excluded from the surrogate,
-  but never proposed again (the runner relies on this: an OOM or NaN configuration is not retried
-  by the optimiser);
+- *failed*: FAIL trials, COMPLETE ones whose metric is not finite, and PRUNED ones (stopped at a low
+  rung by successive-halving promotion: their metric is not a full-fidelity one) → excluded from the
+  surrogate, but never proposed again (the runner relies on this: an OOM or NaN configuration is not
+  retried by the optimiser, and a stopped one is not trained again);
 - *pending*: RUNNING trials whose parameters are all set, and WAITING trials (enqueued retries,
   their configuration in ``fixed_params``) → passed to the acquisition as pending points.
 
@@ -54,7 +55,7 @@ def read_history(study: optuna.Study, encoding: SpaceEncoding, feasibility: Feas
                 y.append(float(metric))
             else:
                 failed.append(z)
-        elif t.state == TrialState.FAIL:
+        elif t.state in (TrialState.FAIL, TrialState.PRUNED):
             failed.append(z)
         elif t.state in (TrialState.RUNNING, TrialState.WAITING):
             pending.append(z)
