@@ -6,6 +6,10 @@ hold the full spec (`spec`), so a study can be resumed from the DB alone. Each t
 `result` (the worker's `TrialResult` as a dict: `metrics`, `metric`, `status`, `fidelity`, `seed`,
 `train_seconds`, `eval_seconds`, `peak_memory_mb`, `host`, `device`, ...) once evaluated;
 `failure` = {kind, message} for failed trials; `retry_of` / `attempt` for retried configurations.
+With successive halving (`promotion.enabled`): `rungs`, one entry per finished rung = {rung, steps,
+metric, train_seconds} plus, below the top rung, the decision {promote, rank, of, keep[, reason]};
+`steps` (optimizer steps over every rung, failed runs included); trials stopped below the top rung
+are PRUNED and have no values.
 """
 
 from __future__ import annotations
