@@ -109,29 +109,58 @@ def first_reaching(log: list[dict[str, float]], target: float) -> dict[str, floa
     return next((row for row in log if row["hypervolume"] >= target - 1e-12), None)
 
 
-def summarise(runs: list[dict[str, Any]], target_fraction: float) -> dict[str, Any]:
-    """Per arm: mean steps and seconds to reach target x the seed's best final hypervolume."""
+def summarise(runs: list[dict[str, Any]], target_fraction: float, budget: int) -> dict[str, Any]:
+    """Per seed and arm: steps and seconds to reach (a) `target_fraction` x the seed's best final
+    hypervolume, (b) the final hypervolume of the full-fidelity arm; means over seeds, where a seed
+    that never reaches a target counts the whole budget (so such a mean is a lower bound)."""
     by_seed: dict[int, dict[str, dict[str, Any]]] = {}
     for run in runs:
         by_seed.setdefault(run["seed"], {})[run["arm"]] = run
-    rows: dict[str, dict[str, list[float]]] = {}
-    for arms in by_seed.values():
-        best = max(run["log"][-1]["hypervolume"] if run["log"] else 0.0 for run in arms.values())
+    per_seed = []
+    for seed, arms in sorted(by_seed.items()):
+        if len(arms) < 2:
+            continue
+        final = {arm: run["log"][-1]["hypervolume"] for arm, run in arms.items()}
+        targets = {"best": target_fraction * max(final.values()), "full_final": final["full"]}
         for arm, run in arms.items():
-            hit = first_reaching(run["log"], target_fraction * best)
-            row = rows.setdefault(arm, {"steps": [], "seconds": [], "final_hv": [], "reached": [], "configurations": []})
-            row["final_hv"].append(run["log"][-1]["hypervolume"])
-            row["reached"].append(hit is not None)
-            row["configurations"].append(run["configurations"])
-            if hit is not None:
-                row["steps"].append(hit["steps"])
-                row["seconds"].append(hit["seconds"])
-    return {arm: {"seeds": len(row["final_hv"]), "reached": sum(row["reached"]),
-                  "mean_steps_to_target": statistics.mean(row["steps"]) if row["steps"] else None,
-                  "mean_seconds_to_target": statistics.mean(row["seconds"]) if row["seconds"] else None,
-                  "mean_final_hv": statistics.mean(row["final_hv"]),
-                  "mean_configurations": statistics.mean(row["configurations"])}
-            for arm, row in rows.items()}
+            row = {"seed": seed, "arm": arm, "configurations": run["configurations"], "final_hv": final[arm]}
+            for name, target in targets.items():
+                hit = first_reaching(run["log"], target)
+                row[f"steps_to_{name}"] = hit["steps"] if hit else None
+                row[f"seconds_to_{name}"] = hit["seconds"] if hit else None
+            per_seed.append(row)
+    means = {}
+    for arm in ("full", "promotion"):
+        rows = [r for r in per_seed if r["arm"] == arm]
+        if not rows:
+            continue
+        means[arm] = {"seeds": len(rows), "configurations": statistics.mean(r["configurations"] for r in rows),
+                      "final_hv": statistics.mean(r["final_hv"] for r in rows)}
+        for name in ("best", "full_final"):
+            means[arm][f"reached_{name}"] = sum(r[f"steps_to_{name}"] is not None for r in rows)
+            means[arm][f"steps_to_{name}"] = statistics.mean(
+                budget if r[f"steps_to_{name}"] is None else r[f"steps_to_{name}"] for r in rows)
+            secs = [r[f"seconds_to_{name}"] for r in rows if r[f"seconds_to_{name}"] is not None]
+            means[arm][f"seconds_to_{name}"] = statistics.mean(secs) if secs else None
+    return {"per_seed": per_seed, "means": means}
+
+
+def print_summary(summary: dict[str, Any], target_fraction: float) -> None:
+    def cell(value, fmt):
+        return "not reached" if value is None else format(value, fmt)
+
+    print("| seed | arm | configurations | final HV | steps to "
+          f"{target_fraction:.0%} of best | s | steps to full arm's final HV | s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in summary["per_seed"]:
+        print(f"| {r['seed']} | {r['arm']} | {r['configurations']} | {r['final_hv']:.4f} | {cell(r['steps_to_best'], 'd')} "
+              f"| {cell(r['seconds_to_best'], '.1f')} | {cell(r['steps_to_full_final'], 'd')} "
+              f"| {cell(r['seconds_to_full_final'], '.1f')} |")
+    for arm, m in summary["means"].items():
+        print(f"| mean | {arm} | {m['configurations']:.1f} | {m['final_hv']:.4f} | {m['steps_to_best']:.0f} "
+              f"({m['reached_best']}/{m['seeds']} reached) | {cell(m['seconds_to_best'], '.1f')} "
+              f"| {m['steps_to_full_final']:.0f} ({m['reached_full_final']}/{m['seeds']}) "
+              f"| {cell(m['seconds_to_full_final'], '.1f')} |")
 
 
 def main() -> None:
@@ -153,7 +182,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--summarise", type=Path, default=None, help="only print the summary of a JSON written before")
     args = parser.parse_args()
+    if args.summarise:
+        data = json.loads(args.summarise.read_text())
+        print_summary(summarise(data["runs"], data["args"]["target"], data["args"]["budget_steps"]), data["args"]["target"])
+        return
 
     import torch
 
@@ -169,17 +203,10 @@ def main() -> None:
                 print(f"seed {seed} {run['arm']:9s}: {run['configurations']} configurations, {run['complete']} complete, "
                       f"{last['steps']} steps, {last['seconds']:.0f} s, final HV {last['hypervolume']:.5f}", flush=True)
                 if args.json:
-                    args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "runs": runs,
-                                                     "summary": summarise(runs, args.target)}, indent=1))
-    summary = summarise(runs, args.target)
-    print(f"\nsteps and seconds to reach {args.target:.0%} of the best final hypervolume (per seed), means:")
-    print("| arm | configurations | seeds reaching | steps | seconds | final HV |")
-    print("|---|---|---|---|---|---|")
-    for arm, row in summary.items():
-        steps = f"{row['mean_steps_to_target']:.0f}" if row["mean_steps_to_target"] is not None else "-"
-        secs = f"{row['mean_seconds_to_target']:.1f}" if row["mean_seconds_to_target"] is not None else "-"
-        print(f"| {arm} | {row['mean_configurations']:.1f} | {row['reached']}/{row['seeds']} | {steps} | {secs} "
-              f"| {row['mean_final_hv']:.5f} |")
+                    args.json.write_text(json.dumps({"args": {**vars(args), "json": str(args.json), "summarise": None},
+                                                     "runs": runs,
+                                                     "summary": summarise(runs, args.target, args.budget_steps)}, indent=1))
+    print_summary(summarise(runs, args.target, args.budget_steps), args.target)
 
 
 if __name__ == "__main__":
