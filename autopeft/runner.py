@@ -171,6 +171,11 @@ class Runner:
         self.done_this_run = 0  # completed by this process (for the ETA)
         self.turnaround: dict[int, float] = {}  # trial number -> s from submit to recorded (benchmarks)
         self.progress = Progress(total=spec.execution.trials)
+        # successive halving: params of PRUNED trials -> trial number. Samplers that ignore PRUNED trials
+        # (autopeft's BO samplers see only COMPLETE, FAIL, RUNNING and WAITING ones) may propose such a
+        # configuration again; the runner then fails the new trial ("duplicate") without training it,
+        # which every sampler reads as "never propose again".
+        self._stopped: dict[tuple, int] = {}
         promotion, max_steps = spec.promotion, spec.fidelity.max_steps
         self.ladder: list[int] | None = (rung_steps(max_steps, promotion.eta, promotion.min_steps)
                                          if promotion.enabled and max_steps else None)
@@ -240,6 +245,13 @@ class Runner:
             plan = self.space.suggest(trial)
             count = self.space.count(plan)
             infeasible = self._infeasible(plan, count)
+            stopped = self._stopped.get(_params_key(trial.params)) if self.ladder is not None else None
+            if stopped is not None:  # see `_stopped`: never trained twice, and never proposed again
+                trial.set_user_attr("failure", {"kind": "duplicate", "message": f"configuration already stopped early "
+                                                f"in trial {stopped}"})
+                self.study.tell(trial, state=TrialState.FAIL)
+                self.progress.failed += 1
+                continue
             if infeasible:  # only samplers without the feasibility wrapper get here
                 trial.set_user_attr("failure", {"kind": "infeasible", "message": infeasible})
                 self.study.tell(trial, state=TrialState.FAIL)
@@ -343,6 +355,7 @@ class Runner:
             self.progress.last_event = f"trial {trial.number} promoted at {where}"
             return
         self.study.tell(trial, state=TrialState.PRUNED)
+        self._stopped[_params_key(trial.params)] = trial.number
         self.progress.pruned += 1
         why = entry.get("reason") or f"below the top {entry['keep']}"
         self.progress.last_event = f"trial {trial.number} stopped at {where} ({why})"
@@ -360,6 +373,7 @@ class Runner:
         self._points = points([t for t in trials if t.state == TrialState.COMPLETE])
         self.progress.failed = sum(t.state == TrialState.FAIL for t in trials)
         self.progress.pruned = sum(t.state == TrialState.PRUNED for t in trials)
+        self._stopped = {_params_key(t.params): t.number for t in trials if t.state == TrialState.PRUNED}
         self._refresh()
 
     def _completed_in_db(self) -> int:
@@ -494,6 +508,11 @@ def evaluate_plan_dict(model: str, task: str, fidelity: dict[str, Any], data_dir
 
     return evaluate_plan(model, task, Plan.from_dict(plan), FidelitySpec(**{**fidelity, **(overrides or {})}),
                          data_dir=data_dir)
+
+
+def _params_key(params: dict[str, Any]) -> tuple:
+    """A hashable key of an Optuna trial's parameters (a configuration)."""
+    return tuple(sorted(params.items()))
 
 
 def _identity(value: Any) -> Any:

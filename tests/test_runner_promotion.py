@@ -25,9 +25,11 @@ class Recording(SyntheticEvaluator):
     def __init__(self, **kw):
         super().__init__(full_steps=27, **kw)
         self.calls: list[dict | None] = []
+        self.plans: list[dict] = []
 
     def __call__(self, plan, fidelity=None):
         self.calls.append(fidelity)
+        self.plans.append(plan)
         return super().__call__(plan, fidelity) if fidelity is not None else super().__call__(plan)
 
 
@@ -54,14 +56,14 @@ def setup(tmp_path):
 
 def test_configurations_climb_the_rungs_and_only_top_rung_results_are_complete(setup):
     evaluator = Recording()
-    runner = setup(trials=3, evaluator=evaluator)
+    runner = setup(trials=2, evaluator=evaluator)
     assert runner.ladder == LADDER
     progress = runner.run()
     trials = runner.study.get_trials()
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
-    assert len(complete) == 3 and len(pruned) == len(trials) - 3 > 0
-    assert progress.completed == 3 and progress.pruned == len(pruned) and progress.failed == 0
+    assert len(complete) == 2 and len(pruned) == len(trials) - 2 > 0
+    assert progress.completed == 2 and progress.pruned == len(pruned) and progress.failed == 0
 
     # the first configuration is the first result at every rung: always promoted to the top
     assert trials[0].state == TrialState.COMPLETE
@@ -103,6 +105,22 @@ def test_a_resumed_search_ranks_against_the_rung_results_already_in_the_study(se
     first_new = trials[len(before)]
     assert first_new.user_attrs["rungs"][0]["of"] == len(before) + 1
     assert TrialState.RUNNING not in [t.state for t in trials]
+
+
+def test_a_configuration_proposed_again_after_it_was_stopped_is_failed_without_training(setup):
+    first = setup(trials=2)
+    first.run()
+    trials = first.study.get_trials()
+    stopped = next(t for t in trials if t.state == TrialState.PRUNED)
+    first.study.enqueue_trial(stopped.params)  # as a sampler that ignores PRUNED trials would propose it
+    evaluator = Recording()
+    runner = setup(trials=3, evaluator=evaluator)
+    runner.run()
+    again = runner.study.get_trials()[len(trials)]
+    assert again.params == stopped.params and again.state == TrialState.FAIL
+    assert again.user_attrs["failure"] == {"kind": "duplicate",
+                                           "message": f"configuration already stopped early in trial {stopped.number}"}
+    assert stopped.user_attrs["plan"] not in evaluator.plans  # not trained a second time
 
 
 def test_a_failure_at_a_higher_rung_fails_the_trial_and_keeps_its_rung_results(setup):
