@@ -6,6 +6,12 @@ count on the trial, hands it to the executor, and tells the study each result. C
 count towards `spec.execution.trials`; failed ones are recorded with their reason and do not.
 Stale RUNNING trials left by a dead process are failed and their configurations retried (up to
 `execution.max_retries`). On Ctrl-C every running trial is recorded as failed ("interrupted").
+
+With `promotion.enabled` (successive halving, see `autopeft.promotion`) a trial is one configuration
+climbing a ladder of rungs: it is submitted at the lowest rung's step count; after each rung the
+runner records the rung result on the trial and either resubmits it at the next rung (the trial
+stays RUNNING) or ends it as PRUNED. Only trials that finish the top rung are COMPLETE, have values
+and count towards `execution.trials`; samplers and the Pareto front never see low-rung metrics.
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
 
 from autopeft.pareto import hypervolume, pareto_indices
+from autopeft.promotion import Decision, decide, rung_steps
 from autopeft.search_spaces.counting import ParamCount
 from autopeft.search_spaces.plan import Plan
 from autopeft.search_spaces.space import SearchSpace
@@ -49,20 +56,27 @@ class Outcome:
 class Executor(Protocol):
     """Runs trials somewhere (in-process, Ray actors).
 
-    `submit` takes the plan in its `autopeft-plan/v1` dict form (cheap to send, no imports needed);
+    `submit` takes the plan in its `autopeft-plan/v1` dict form (cheap to send, no imports needed)
+    and, for successive halving only, `fidelity`: overrides of the spec's fidelity for this run (e.g.
+    ``{"max_steps": 30}``), handed to the evaluator as a second argument;
     `poll` returns finished trials as (number, workers `TrialResult` or `WorkerLost`).
     """
 
     capacity: int
 
-    def submit(self, number: int, plan: dict[str, Any]) -> None: ...
+    def submit(self, number: int, plan: dict[str, Any], fidelity: dict[str, Any] | None = None) -> None: ...
 
     def poll(self, timeout: float) -> list[tuple[int, Any]]: ...
 
     def cancel_all(self) -> list[int]: ...
 
 
-Evaluate = Callable[[dict[str, Any]], Any]  # autopeft-plan/v1 dict -> workers TrialResult
+Evaluate = Callable[..., Any]  # (autopeft-plan/v1 dict[, fidelity overrides dict]) -> workers TrialResult
+
+
+def call_evaluator(evaluate: Evaluate, plan: dict[str, Any], fidelity: dict[str, Any] | None) -> Any:
+    """`evaluate(plan)`, or `evaluate(plan, fidelity)` when the run has fidelity overrides."""
+    return evaluate(plan) if fidelity is None else evaluate(plan, fidelity)
 
 
 def outcome_from_result(number: int, result: Any, metric: str = "auto") -> Outcome:
@@ -89,19 +103,19 @@ class InlineExecutor:
 
     def __init__(self, evaluate: Evaluate):
         self._evaluate = evaluate
-        self._queue: list[tuple[int, dict[str, Any]]] = []
+        self._queue: list[tuple[int, dict[str, Any], dict[str, Any] | None]] = []
 
-    def submit(self, number: int, plan: dict[str, Any]) -> None:
-        self._queue.append((number, plan))
+    def submit(self, number: int, plan: dict[str, Any], fidelity: dict[str, Any] | None = None) -> None:
+        self._queue.append((number, plan, fidelity))
 
     def poll(self, timeout: float) -> list[tuple[int, Any]]:
         if not self._queue:
             return []
-        number, plan = self._queue.pop(0)
-        return [(number, self._evaluate(plan))]
+        number, plan, fidelity = self._queue.pop(0)
+        return [(number, call_evaluator(self._evaluate, plan, fidelity))]
 
     def cancel_all(self) -> list[int]:
-        numbers = [n for n, _ in self._queue]
+        numbers = [n for n, _, _ in self._queue]
         self._queue.clear()
         return numbers
 
@@ -114,6 +128,7 @@ class Progress:
     completed: int = 0
     running: int = 0
     failed: int = 0
+    pruned: int = 0  # configurations stopped below the top rung (successive halving)
     best_metric: float | None = None
     hypervolume: float = 0.0
     pareto_size: int = 0
@@ -135,6 +150,9 @@ class _Running:
     plan: Plan
     count: ParamCount
     submitted: float  # perf_counter() when handed to the executor
+    rung: int = 0  # successive halving: index of the rung being trained
+    rungs: list[dict[str, Any]] = field(default_factory=list)  # finished rungs: {rung, steps, metric, ...}
+    steps: int = 0  # optimizer steps consumed so far, over every rung
 
 
 class Runner:
@@ -153,6 +171,14 @@ class Runner:
         self.done_this_run = 0  # completed by this process (for the ETA)
         self.turnaround: dict[int, float] = {}  # trial number -> s from submit to recorded (benchmarks)
         self.progress = Progress(total=spec.execution.trials)
+        # successive halving: params of PRUNED trials -> trial number. Samplers that ignore PRUNED trials
+        # (autopeft's BO samplers see only COMPLETE, FAIL, RUNNING and WAITING ones) may propose such a
+        # configuration again; the runner then fails the new trial ("duplicate") without training it,
+        # which every sampler reads as "never propose again".
+        self._stopped: dict[tuple, int] = {}
+        promotion, max_steps = spec.promotion, spec.fidelity.max_steps
+        self.ladder: list[int] | None = (rung_steps(max_steps, promotion.eta, promotion.min_steps)
+                                         if promotion.enabled and max_steps else None)
 
     # --- setup -----------------------------------------------------------------------------
     def recover(self) -> int:
@@ -174,9 +200,11 @@ class Runner:
         consecutive_failures = 0
         stop_beating = self._start_heartbeat()
         try:
-            while self._completed_in_db() < self.spec.execution.trials:
-                self._fill()
-                if not self._running:
+            while True:
+                reached = self._completed_in_db() >= self.spec.execution.trials
+                if not reached:
+                    self._fill()
+                if not self._running:  # done, or nothing could be started
                     break
                 for number, payload in self.executor.poll(timeout=1.0):
                     outcome = outcome_from_result(number, payload, self.spec.objectives.metric)
@@ -211,13 +239,19 @@ class Runner:
         target = self.spec.execution.trials
         storage, study_id = self.study._storage, self.study._study_id
         while len(self._running) < self.executor.capacity and (
-            storage.get_n_trials(study_id, state=TrialState.COMPLETE)
-            + storage.get_n_trials(study_id, state=TrialState.RUNNING) < target
+            storage.get_n_trials(study_id, state=TrialState.COMPLETE) + self._bound_to_complete() < target
         ):
             trial = self.study.ask()
             plan = self.space.suggest(trial)
             count = self.space.count(plan)
             infeasible = self._infeasible(plan, count)
+            stopped = self._stopped.get(_params_key(trial.params)) if self.ladder is not None else None
+            if stopped is not None:  # see `_stopped`: never trained twice, and never proposed again
+                trial.set_user_attr("failure", {"kind": "duplicate", "message": f"configuration already stopped early "
+                                                f"in trial {stopped}"})
+                self.study.tell(trial, state=TrialState.FAIL)
+                self.progress.failed += 1
+                continue
             if infeasible:  # only samplers without the feasibility wrapper get here
                 trial.set_user_attr("failure", {"kind": "infeasible", "message": infeasible})
                 self.study.tell(trial, state=TrialState.FAIL)
@@ -226,9 +260,23 @@ class Runner:
             for key, value in (("plan", plan.to_dict()), ("plan_summary", plan.summary()), ("params", count.params),
                                ("params_pct", count.pct), ("driver", self.driver)):
                 trial.set_user_attr(key, value)
-            self._running[trial.number] = _Running(trial, plan, count, time.perf_counter())
-            self.executor.submit(trial.number, plan.to_dict())
+            self._running[trial.number] = running = _Running(trial, plan, count, time.perf_counter())
+            self._submit(running)
         self.progress.running = len(self._running)
+
+    def _bound_to_complete(self) -> int:
+        """Running trials that become COMPLETE unless they fail: every RUNNING one in the study, or with
+        successive halving only this process's trials at the top rung (the others may be pruned)."""
+        if self.ladder is None:
+            return self.study._storage.get_n_trials(self.study._study_id, state=TrialState.RUNNING)
+        return sum(r.rung == len(self.ladder) - 1 for r in self._running.values())
+
+    def _submit(self, running: _Running) -> None:
+        number, plan = running.trial.number, running.plan.to_dict()
+        if self.ladder is None:
+            self.executor.submit(number, plan)
+        else:
+            self.executor.submit(number, plan, {"max_steps": self.ladder[running.rung]})
 
     def _infeasible(self, plan: Plan, count: ParamCount) -> str | None:
         budget_pct, budget_abs = self.spec.budget.max_params_pct, self.spec.budget.max_params
@@ -245,6 +293,12 @@ class Runner:
         trial = running.trial
         if outcome.attrs:
             trial.set_user_attr("result", outcome.attrs)
+        if self.ladder is not None:
+            self._record_rung(running, outcome)
+            if outcome.ok and running.rung < len(self.ladder) - 1:
+                self._promote_or_prune(running, outcome)
+                self._refresh()
+                return
         if outcome.ok:
             self.study.tell(trial, [outcome.metric, running.count.pct])
             self._points.append((outcome.metric, running.count.pct))
@@ -261,6 +315,51 @@ class Runner:
                 self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "attempt": attempt})
         self._refresh()
 
+    def _record_rung(self, running: _Running, outcome: Outcome) -> None:
+        """Store the rung on the trial: `steps` (total over rungs) and, when it succeeded, an entry in
+        `rungs` = {rung, steps, metric, train_seconds} with, below the top rung, the promotion decision."""
+        planned = self.ladder[running.rung]
+        steps = int(outcome.attrs.get("steps") or (planned if outcome.ok else 0))
+        running.steps += steps
+        trial = running.trial
+        if outcome.ok:
+            entry = {"rung": running.rung, "steps": steps, "metric": outcome.metric,
+                     "train_seconds": outcome.attrs.get("train_seconds")}
+            if running.rung < len(self.ladder) - 1:
+                entry.update(self._decide(running, outcome.metric).to_dict())
+            running.rungs.append(entry)
+            trial.set_user_attr("rungs", running.rungs)
+        trial.set_user_attr("steps", running.steps)
+
+    def _decide(self, running: _Running, metric: float) -> Decision:
+        """Rank the trial's result among every result recorded at its rung in the study (any process);
+        a promotion once the search has reached its target is turned down."""
+        rung = running.rung
+        recorded = [(entry["metric"], t.user_attrs["params_pct"])
+                    for t in self.study.get_trials(deepcopy=False) if t.number != running.trial.number
+                    for entry in t.user_attrs.get("rungs", ()) if entry["rung"] == rung]
+        decision = decide((metric, running.count.pct), recorded, self.spec.promotion.eta)
+        if decision.promote and self._completed_in_db() >= self.spec.execution.trials:
+            return replace(decision, promote=False, reason="the search reached its target")
+        return decision
+
+    def _promote_or_prune(self, running: _Running, outcome: Outcome) -> None:
+        """Resubmit the trial at the next rung if it was promoted, else end it PRUNED."""
+        trial, entry = running.trial, running.rungs[-1]
+        where = (f"rung {entry['rung']} ({entry['steps']} steps): {outcome.metric:.4f}, "
+                 f"rank {entry['rank']}/{entry['of']}")
+        if entry["promote"]:
+            running.rung += 1
+            self._running[trial.number] = running
+            self._submit(running)
+            self.progress.last_event = f"trial {trial.number} promoted at {where}"
+            return
+        self.study.tell(trial, state=TrialState.PRUNED)
+        self._stopped[_params_key(trial.params)] = trial.number
+        self.progress.pruned += 1
+        why = entry.get("reason") or f"below the top {entry['keep']}"
+        self.progress.last_event = f"trial {trial.number} stopped at {where} ({why})"
+
     def _abandon(self, reason: str) -> None:
         self.executor.cancel_all()
         for running in self._running.values():
@@ -273,6 +372,8 @@ class Runner:
         trials = self.study.get_trials(deepcopy=False)
         self._points = points([t for t in trials if t.state == TrialState.COMPLETE])
         self.progress.failed = sum(t.state == TrialState.FAIL for t in trials)
+        self.progress.pruned = sum(t.state == TrialState.PRUNED for t in trials)
+        self._stopped = {_params_key(t.params): t.number for t in trials if t.state == TrialState.PRUNED}
         self._refresh()
 
     def _completed_in_db(self) -> int:
@@ -404,12 +505,19 @@ def make_executor(spec: SearchSpec, evaluate: Evaluate | None = None) -> Executo
                    cpus_per_trial=ex.cpus_per_trial, gpus_per_trial=ex.gpus_per_trial)
 
 
-def evaluate_plan_dict(model: str, task: str, fidelity: dict[str, Any], data_dir: str | None, plan: dict[str, Any]):
-    """Worker-side entry point: rebuild the plan and fidelity from plain data and evaluate."""
+def evaluate_plan_dict(model: str, task: str, fidelity: dict[str, Any], data_dir: str | None, plan: dict[str, Any],
+                       overrides: dict[str, Any] | None = None):
+    """Worker-side entry point: rebuild the plan and fidelity (with this run's `overrides`) and evaluate."""
     from autopeft.spec import FidelitySpec
     from autopeft.workers import evaluate_plan
 
-    return evaluate_plan(model, task, Plan.from_dict(plan), FidelitySpec(**fidelity), data_dir=data_dir)
+    return evaluate_plan(model, task, Plan.from_dict(plan), FidelitySpec(**{**fidelity, **(overrides or {})}),
+                         data_dir=data_dir)
+
+
+def _params_key(params: dict[str, Any]) -> tuple:
+    """A hashable key of an Optuna trial's parameters (a configuration)."""
+    return tuple(sorted(params.items()))
 
 
 def _identity(value: Any) -> Any:

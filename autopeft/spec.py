@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class SpecError(ValueError):
@@ -78,6 +78,24 @@ class FidelitySpec(_Section):
                       json_schema_extra=_expect("a non-negative integer"))
 
 
+class PromotionSpec(_Section):
+    """Successive-halving promotion (asynchronous, multi-objective: ASHA / MOASHA); off by default.
+
+    Each configuration trains first at the lowest rung; about 1 in `eta` results at a rung goes on to
+    the next rung, `eta` times longer; the top rung is `fidelity.max_steps`. See `autopeft.promotion`.
+    """
+
+    enabled: bool = Field(False, description="Train many configurations briefly and continue only the best ranked "
+                          "(non-dominated in metric and params) at each rung.", json_schema_extra=_expect("true or false"))
+    eta: int = Field(3, ge=2, description="Reduction factor: about 1 in eta results at a rung is promoted; each rung "
+                     "trains eta times longer than the one below.", json_schema_extra=_expect("an integer >= 2"))
+    min_steps: int | None = Field(
+        None, gt=0, description="Optimizer steps at the lowest rung (the ladder is fidelity.max_steps / eta^k, "
+        "k = 0, 1, ... down to this); None = fidelity.max_steps / eta^2 (three rungs).",
+        json_schema_extra=_expect("a positive integer"),
+    )
+
+
 class OptimizerSpec(_Section):
     """Which sampler proposes configurations."""
 
@@ -132,9 +150,20 @@ class SearchSpec(_Section):
     objectives: ObjectivesSpec = Field(default_factory=ObjectivesSpec)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     fidelity: FidelitySpec = Field(default_factory=FidelitySpec)
+    promotion: PromotionSpec = Field(default_factory=PromotionSpec)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
     storage: StorageSpec = Field(default_factory=StorageSpec)
+
+    @model_validator(mode="after")
+    def _promotion_needs_a_step_ladder(self) -> SearchSpec:
+        promotion, max_steps = self.promotion, self.fidelity.max_steps
+        if promotion.enabled and max_steps is None:
+            raise ValueError("promotion.enabled: needs fidelity.max_steps (the steps of the top rung); set it")
+        if promotion.enabled and promotion.min_steps is not None and promotion.min_steps > max_steps:
+            raise ValueError(f"promotion.min_steps: expected at most fidelity.max_steps ({max_steps}), "
+                             f"got {promotion.min_steps}")
+        return self
 
 
 def _field_info(model: type[BaseModel], loc: tuple[Any, ...]):
@@ -150,6 +179,8 @@ def _field_info(model: type[BaseModel], loc: tuple[Any, ...]):
 
 def _describe(error: dict[str, Any]) -> str:
     loc = tuple(error["loc"])
+    if not loc and error["type"] == "value_error":  # a cross-field check: its message names the field
+        return str(error["ctx"]["error"])
     path = ".".join(str(p) for p in loc) or "spec"
     if error["type"] == "extra_forbidden":
         parent = _field_info(SearchSpec, loc[:-1])

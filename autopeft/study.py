@@ -8,6 +8,10 @@ hold the full spec (`spec`), so a study can be resumed from the DB alone. Each t
 `failure` = {kind, message} for failed trials; `retry_of` / `attempt` for retried configurations.
 A study refined by `autopeft refine` lists its linked studies in the user attr `refinements`
 (conventions in `autopeft.refinement`).
+With successive halving (`promotion.enabled`): `rungs`, one entry per finished rung = {rung, steps,
+metric, train_seconds} plus, below the top rung, the decision {promote, rank, of, keep[, reason]};
+`steps` (optimizer steps over every rung, failed runs included); trials stopped below the top rung
+are PRUNED and have no values.
 """
 
 from __future__ import annotations

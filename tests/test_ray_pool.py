@@ -73,3 +73,22 @@ def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_retried(ray_local, 
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == lost[0].params
     assert retry[0].user_attrs["result"]["pid"] != victim
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+
+
+def test_successive_halving_on_ray_sends_each_rung_its_steps(ray_local, tmp_path):
+    pool = RayPool(partial(SyntheticEvaluator, 0.0, None, 27), workers=2, cpus_per_trial=1)
+    try:
+        spec = build_spec({}, {"model": "unused", "space": "lora", "execution.trials": 1, "budget.max_params_pct": 100,
+                               "execution.workers": 2, "fidelity.max_steps": 27, "promotion.enabled": True})
+        study = create_study(open_storage(f"sqlite:///{tmp_path / 'ray.db'}"), "ray", spec)
+        study.sampler = optuna.samplers.RandomSampler(seed=1)
+        runner = Runner(spec, study, load_space("lora", structure_of(TINY_CONFIGS["bert"]())), pool)
+        runner.run()
+    finally:
+        pool.close()
+    trials = runner.study.get_trials()
+    assert sum(t.state == TrialState.COMPLETE for t in trials) >= 1 and len(trials) >= 2  # both actors worked
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    for t in trials:  # the steps each actor reports are the rung's
+        assert [r["steps"] for r in t.user_attrs["rungs"]] == [3, 9, 27][: len(t.user_attrs["rungs"])]
+        assert t.user_attrs["result"]["steps"] == t.user_attrs["rungs"][-1]["steps"]

@@ -139,3 +139,25 @@ def test_objective_metric_from_the_spec_file_is_the_one_maximised(search, tmp_pa
     spec.write_text("objectives: {metric: bleu}\n")
     result = runner.invoke(app, ["search", str(spec), *run.flags(), "--study", "other"])
     assert result.exit_code == 2 and "objectives.metric: expected auto or one of accuracy, f1, matthews" in result.output
+
+
+def test_successive_halving_trains_each_rung_for_real_and_fronts_show_top_rung_trials_only(search, tmp_path):
+    run, url = search
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("promotion: {enabled: true, eta: 2, min_steps: 1}\n")
+    result = runner.invoke(app, ["search", str(spec), *run.flags(trials=1), "--max-steps", "4"])
+    assert result.exit_code == 0, result.output
+    assert "successive halving: rungs of 1, 2, 4 steps" in result.output
+    trials = load_study(open_storage(url), "s").get_trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 1 and {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    for t in trials:
+        rungs = t.user_attrs["rungs"]
+        assert [r["steps"] for r in rungs] == [1, 2, 4][: len(rungs)]  # the workers really trained that long
+        assert t.user_attrs["steps"] == sum(r["steps"] for r in rungs)
+        assert t.user_attrs["result"]["fidelity"]["max_steps"] == rungs[-1]["steps"] == t.user_attrs["result"]["steps"]
+        assert rungs[-1]["metric"] == t.user_attrs["result"]["metric"]
+    for t in complete:
+        assert len(t.user_attrs["rungs"]) == 3 and t.values[0] == t.user_attrs["rungs"][-1]["metric"]
+    front = json.loads(runner.invoke(app, ["pareto", "s", "--storage", url, "--format", "json"]).output)
+    assert {r["trial"] for r in front} <= {t.number for t in complete}

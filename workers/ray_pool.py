@@ -32,8 +32,9 @@ class TrialActor:
             torch.set_num_threads(num_threads)
         self._evaluate = evaluator_factory()
 
-    def evaluate(self, plan: Any) -> Any:
-        return self._evaluate(plan)
+    def evaluate(self, plan: Any, fidelity: dict[str, Any] | None = None) -> Any:
+        """`evaluate(plan)`, or `evaluate(plan, fidelity)` for a run with fidelity overrides."""
+        return self._evaluate(plan) if fidelity is None else self._evaluate(plan, fidelity)
 
     def where(self) -> dict[str, Any]:
         import ray
@@ -69,21 +70,22 @@ class RayPool:
         self._remote = ray.remote(TrialActor)
         self.capacity = workers
         self._idle = [self._new_actor() for _ in range(workers)]
-        self._queue: list[tuple[int, Any]] = []
+        self._queue: list[tuple[int, Any, dict[str, Any] | None]] = []  # (number, plan, fidelity overrides)
         self._inflight: dict[Any, tuple[int, Any, Any]] = {}  # ObjectRef -> (number, plan, actor)
 
     def _new_actor(self):
         return self._remote.options(**self._options).remote(self._factory, self._threads)
 
-    def submit(self, number: int, plan: Any) -> None:
-        self._queue.append((number, plan))
+    def submit(self, number: int, plan: Any, fidelity: dict[str, Any] | None = None) -> None:
+        """Queue a plan; `fidelity` overrides the evaluator's fidelity for this run (successive halving)."""
+        self._queue.append((number, plan, fidelity))
         self._dispatch()
 
     def _dispatch(self) -> None:
         while self._queue and self._idle:
-            number, plan = self._queue.pop(0)
+            number, plan, fidelity = self._queue.pop(0)
             actor = self._idle.pop()
-            self._inflight[actor.evaluate.remote(plan)] = (number, plan, actor)
+            self._inflight[actor.evaluate.remote(plan, fidelity)] = (number, plan, actor)
 
     def poll(self, timeout: float) -> list[tuple[int, Any]]:
         """Finished trials as (number, result or `WorkerLost`); waits up to `timeout` s for the first."""
@@ -111,7 +113,7 @@ class RayPool:
         return self._ray.get([a.where.remote() for a in self._idle])
 
     def cancel_all(self) -> list[int]:
-        numbers = [n for n, _ in self._queue] + [n for n, _, _ in self._inflight.values()]
+        numbers = [n for n, _, _ in self._queue] + [n for n, _, _ in self._inflight.values()]
         for ref in self._inflight:
             self._ray.cancel(ref, force=True)
         self._queue.clear()

@@ -71,7 +71,8 @@ def _progress_table(p: Progress, done_this_run: int) -> Table:
     eta = p.eta(done_this_run)
     best = f"{p.best_metric:.4f}" if p.best_metric is not None else "-"
     table.add_row(
-        f"[bold]trials[/bold] {p.completed}/{p.total} done, {p.running} running, {p.failed} failed",
+        f"[bold]trials[/bold] {p.completed}/{p.total} done, {p.running} running, {p.failed} failed"
+        + (f", {p.pruned} stopped early" if p.pruned else ""),
         f"[bold]best under budget[/bold] {best}",
         f"[bold]HV[/bold] {p.hypervolume:.4f}",
         f"[bold]front[/bold] {p.pareto_size}",
@@ -127,6 +128,9 @@ def search(
     verb = "resuming" if resuming else "starting"
     console.print(f"{verb} study [bold]{name}[/bold] in {spec.storage.url}: {spec.model} on {spec.task}, "
                   f"space {spec.space}, budget {spec.budget.max_params_pct}% params, sampler {spec.optimizer.sampler}")
+    if session.runner.ladder:
+        console.print(f"successive halving: rungs of {', '.join(map(str, session.runner.ladder))} steps, "
+                      f"about 1 in {spec.promotion.eta} promoted at each")
     if session.recovered:
         console.print(f"{session.recovered} trial(s) left running by a stopped process were failed and queued again")
     live_display = sys.stdout.isatty()
