@@ -171,10 +171,9 @@ class Runner:
         self.done_this_run = 0  # completed by this process (for the ETA)
         self.turnaround: dict[int, float] = {}  # trial number -> s from submit to recorded (benchmarks)
         self.progress = Progress(total=spec.execution.trials)
-        # successive halving: params of PRUNED trials -> trial number. Samplers that ignore PRUNED trials
-        # (autopeft's BO samplers see only COMPLETE, FAIL, RUNNING and WAITING ones) may propose such a
-        # configuration again; the runner then fails the new trial ("duplicate") without training it,
-        # which every sampler reads as "never propose again".
+        # successive halving: params of PRUNED trials -> trial number. autopeft's samplers never propose
+        # a stopped configuration again, but an enqueued one (warm start) may be; the runner then fails
+        # the new trial ("duplicate") without training it.
         self._stopped: dict[tuple, int] = {}
         promotion, max_steps = spec.promotion, spec.fidelity.max_steps
         self.ladder: list[int] | None = (rung_steps(max_steps, promotion.eta, promotion.min_steps)
