@@ -148,6 +148,7 @@ class Runner:
         self.executor = executor
         self.on_progress = on_progress or (lambda progress: None)
         self._running: dict[int, _Running] = {}
+        self._asked: optuna.Trial | None = None  # asked, not yet in _running
         self.driver = uuid.uuid4().hex[:12]  # this search process, for heartbeats and stale-trial recovery
         self._points: list[tuple[float, float]] = []  # (metric, params %) of completed trials
         self.done_this_run = 0  # completed by this process (for the ETA)
@@ -214,7 +215,7 @@ class Runner:
             storage.get_n_trials(study_id, state=TrialState.COMPLETE)
             + storage.get_n_trials(study_id, state=TrialState.RUNNING) < target
         ):
-            trial = self.study.ask()
+            trial = self._asked = self.study.ask()  # failed by _abandon if interrupted before it is registered
             plan = self.space.suggest(trial)
             count = self.space.count(plan)
             infeasible = self._infeasible(plan, count)
@@ -222,11 +223,13 @@ class Runner:
                 trial.set_user_attr("failure", {"kind": "infeasible", "message": infeasible})
                 self.study.tell(trial, state=TrialState.FAIL)
                 self.progress.failed += 1
+                self._asked = None
                 continue
             for key, value in (("plan", plan.to_dict()), ("plan_summary", plan.summary()), ("params", count.params),
                                ("params_pct", count.pct), ("driver", self.driver)):
                 trial.set_user_attr(key, value)
             self._running[trial.number] = _Running(trial, plan, count, time.perf_counter())
+            self._asked = None
             self.executor.submit(trial.number, plan.to_dict())
         self.progress.running = len(self._running)
 
@@ -263,10 +266,12 @@ class Runner:
 
     def _abandon(self, reason: str) -> None:
         self.executor.cancel_all()
-        for running in self._running.values():
-            running.trial.set_user_attr("failure", {"kind": "interrupted", "message": reason})
-            self.study.tell(running.trial, state=TrialState.FAIL, skip_if_finished=True)
+        trials = [r.trial for r in self._running.values()] + ([self._asked] if self._asked is not None else [])
+        for trial in trials:
+            trial.set_user_attr("failure", {"kind": "interrupted", "message": reason})
+            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         self._running.clear()
+        self._asked = None
 
     def _load(self) -> None:
         """Read the study once; afterwards progress is kept up to date from this process's results."""

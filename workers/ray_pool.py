@@ -145,6 +145,7 @@ class RayPool:
         self._idle = [self._new_actor() for _ in range(workers)]
         self._queue: list[tuple[int, Any]] = []
         self._inflight: dict[Any, tuple[int, Any, Any]] = {}  # ObjectRef -> (number, plan, actor)
+        self._replace = 0  # actors killed by cancel_all, started again when trials come
 
     def _check_local_fit(self, workers: int, cpus_per_trial: float) -> None:
         """On a Ray this pool started, `RayUnavailable` when the workers do not all fit: the extra actors
@@ -167,6 +168,9 @@ class RayPool:
         self._dispatch()
 
     def _dispatch(self) -> None:
+        while self._queue and self._replace and len(self._idle) < len(self._queue):
+            self._idle.append(self._new_actor())
+            self._replace -= 1
         while self._queue and self._idle:
             number, plan = self._queue.pop(0)
             actor = self._idle.pop()
@@ -198,9 +202,15 @@ class RayPool:
         return self._ray.get([a.where.remote() for a in self._idle])
 
     def cancel_all(self) -> list[int]:
+        """Drop queued trials and stop running ones; returns their numbers.
+
+        Ray cannot force-cancel an actor task, so each busy actor is killed; replacements start only
+        when trials are submitted again.
+        """
         numbers = [n for n, _ in self._queue] + [n for n, _, _ in self._inflight.values()]
-        for ref in self._inflight:
-            self._ray.cancel(ref, force=True)
+        for _number, _plan, actor in self._inflight.values():
+            self._ray.kill(actor, no_restart=True)
+            self._replace += 1
         self._queue.clear()
         self._inflight.clear()
         return numbers

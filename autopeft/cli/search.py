@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,30 @@ def resolve_spec(spec_file: Path | None, overrides: dict[str, Any]) -> tuple[Sea
     if name in study_names(storage):
         return resolve_spec(None, {**overrides, "storage.url": url, "storage.study": name})
     return spec, name, False
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `docker stop`, a batch scheduler): stop like Ctrl-C, recording running trials as failed."""
+
+    received = False
+
+
+def _stop_on_sigterm() -> Callable[[], None]:
+    """Turn SIGTERM into `Terminated` in this (main) thread, so the runner records its running trials;
+    returns the function that puts the previous handler back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+        Terminated.received = True
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _file_fields(spec_file: Path | None) -> dict[str, Any]:
@@ -147,12 +172,15 @@ def search(
         session = prepare_search(spec, name)
     except (SpecError, StudyError, SpaceError, ModelError, PlanError, SearchError, DataError, RayUnavailable) as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted before any trial started; nothing to resume yet", code=130)
     verb = "resuming" if resuming else "starting"
     console.print(f"{verb} study [bold]{name}[/bold] in {spec.storage.url}: {spec.model} on {spec.task}, "
                   f"space {spec.space}, budget {spec.budget.max_params_pct}% params, sampler {spec.optimizer.sampler}")
     if session.recovered:
         console.print(f"{session.recovered} trial(s) left running by a stopped process were failed and queued again")
     live_display = sys.stdout.isatty()
+    restore_sigterm = _stop_on_sigterm()
     try:
         if live_display:
             with Live(console=console, refresh_per_second=2) as live:
@@ -161,12 +189,14 @@ def search(
         else:
             session.runner.on_progress = lambda p: p.last_event and console.print(p.last_event, highlight=False)
             progress = session.run()
-    except KeyboardInterrupt:
-        console.print("interrupted: running trials were recorded as failed; run the same command to resume")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # Ray turns an exception raised by a signal handler into KeyboardInterrupt
+        how, code = ("terminated", 143) if Terminated.received else ("interrupted", 130)
+        console.print(f"{how}: running trials were recorded as failed; run the same command to resume")
+        raise typer.Exit(code) from None
     except SearchError as exc:
         fail(str(exc), code=1)
     finally:
+        restore_sigterm()
         session.close()
     # without a live display every event was printed as it happened
     console.print(_progress_table(progress, session.runner.done_this_run, last_event=live_display))
