@@ -59,6 +59,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
 def open_existing_storage(url: str) -> optuna.storages.RDBStorage:
     """`open_storage` for commands that only read: a SQLite file that does not exist is an error, not created."""
+    check_url(url)
     path = sqlite_path(url)
     if path is not None and not path.is_file():
         raise StudyError(f"storage {url}: no such file {path}; run `autopeft search` first or check --storage")

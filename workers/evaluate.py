@@ -30,7 +30,7 @@ from torch import nn
 
 from autopeft.backends import apply_plan
 from autopeft.search_spaces.counting import count_plan
-from autopeft.search_spaces.model_structure import ModelError, looks_like_path, structure_of
+from autopeft.search_spaces.model_structure import ModelError, load_config, model_not_found, structure_of
 from autopeft.search_spaces.plan import Plan
 from autopeft.spec import FidelitySpec
 from autopeft.workers.batching import Encoded, collate, encode, length_grouped_batches
@@ -71,6 +71,7 @@ def check_model(model: str) -> None:
     A directory needs weights (`save_pretrained` output); a config.json alone is enough for parameter
     counts only. Raises `ModelError` with one line.
     """
+    load_config(model)  # a missing directory or an unreachable hub model, in one line
     path = Path(model)
     if path.is_dir() and not any((path / name).is_file() for name in WEIGHT_FILES):
         raise ModelError(f"{model}: no model weights ({' or '.join(WEIGHT_FILES[::2])}); a search trains the model, so "
@@ -78,9 +79,10 @@ def check_model(model: str) -> None:
     try:
         tokenizer(model)
     except Exception as exc:  # transformers raises OSError, ValueError or TypeError for an unusable tokenizer
-        where = "directory" if path.is_dir() or looks_like_path(model) else "model"
-        raise ModelError(f"{model}: cannot load a tokenizer ({one_line(exc, 160)}); pass a model {where} saved with "
-                         "its tokenizer (tokenizer.json or vocab files)") from None
+        if not path.is_dir() and isinstance(exc, OSError):
+            raise model_not_found(model, exc) from None
+        raise ModelError(f"{model}: cannot load a tokenizer ({one_line(exc, 160)}); pass a model directory saved "
+                         "with its tokenizer (tokenizer.json or vocab files)") from None
 
 
 def tokenizer(model: str):

@@ -120,7 +120,7 @@ class RayPool:
         self._ray = ray
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
-            address = address or os.environ.get("RAY_ADDRESS")
+            address = address or os.environ.get("RAY_ADDRESS") or None
             check_ray_address(address)
             try:
                 with _stderr_kept_on_success(enabled=bool(address)):
