@@ -246,6 +246,7 @@ def _check_interrupted(url: str, out: str, err: str, word: str) -> None:
     assert {t.user_attrs["failure"]["kind"] for t in trials if t.state == TrialState.FAIL} == {"interrupted"}
 
 
+@pytest.mark.slow  # about 80 s on a loaded 2-core machine (process start-up, imports, first trial)
 def test_ctrl_c_records_running_trials_and_keeps_completed_ones(tmp_path, tiny_bert_dir, glue_dir):
     db = tmp_path / "c.db"
     url = f"sqlite:///{db}"
