@@ -61,7 +61,8 @@ def trial_plan(study, number: int) -> Plan:
     try:
         trial = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
     except KeyError:
-        raise ValueError(f"trial {number}: no such trial in study {study.study_name!r}") from None
+        raise ValueError(f"trial {number}: no such trial in study {study.study_name!r}; pick one from "
+                         f"`autopeft pareto {study.study_name}`") from None
     if trial.state != TrialState.COMPLETE:
         raise ValueError(f"trial {number}: is {trial.state.name.lower()}, not complete; export a complete trial "
                          "(see `autopeft pareto`)")

@@ -166,6 +166,7 @@ class Runner:
         self.executor = executor
         self.on_progress = on_progress or (lambda progress: None)
         self._running: dict[int, _Running] = {}
+        self._asked: optuna.Trial | None = None  # asked, not yet in _running
         self.driver = uuid.uuid4().hex[:12]  # this search process, for heartbeats and stale-trial recovery
         self._points: list[tuple[float, float]] = []  # (metric, params %) of completed trials
         self.done_this_run = 0  # completed by this process (for the ETA)
@@ -240,7 +241,7 @@ class Runner:
         while len(self._running) < self.executor.capacity and (
             storage.get_n_trials(study_id, state=TrialState.COMPLETE) + self._bound_to_complete() < target
         ):
-            trial = self.study.ask()
+            trial = self._asked = self.study.ask()  # failed by _abandon if interrupted before it is registered
             plan = self.space.suggest(trial)
             count = self.space.count(plan)
             infeasible = self._infeasible(plan, count)
@@ -255,11 +256,13 @@ class Runner:
                 trial.set_user_attr("failure", {"kind": "infeasible", "message": infeasible})
                 self.study.tell(trial, state=TrialState.FAIL)
                 self.progress.failed += 1
+                self._asked = None
                 continue
             for key, value in (("plan", plan.to_dict()), ("plan_summary", plan.summary()), ("params", count.params),
                                ("params_pct", count.pct), ("driver", self.driver)):
                 trial.set_user_attr(key, value)
             self._running[trial.number] = running = _Running(trial, plan, count, time.perf_counter())
+            self._asked = None
             self._submit(running)
         self.progress.running = len(self._running)
 
@@ -361,10 +364,12 @@ class Runner:
 
     def _abandon(self, reason: str) -> None:
         self.executor.cancel_all()
-        for running in self._running.values():
-            running.trial.set_user_attr("failure", {"kind": "interrupted", "message": reason})
-            self.study.tell(running.trial, state=TrialState.FAIL, skip_if_finished=True)
+        trials = [r.trial for r in self._running.values()] + ([self._asked] if self._asked is not None else [])
+        for trial in trials:
+            trial.set_user_attr("failure", {"kind": "interrupted", "message": reason})
+            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         self._running.clear()
+        self._asked = None
 
     def _load(self) -> None:
         """Read the study once; afterwards progress is kept up to date from this process's results."""

@@ -8,6 +8,7 @@ error names the field path and the expected value, e.g.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -186,12 +187,15 @@ def _describe(error: dict[str, Any]) -> str:
         parent = _field_info(SearchSpec, loc[:-1])
         section = parent.annotation if parent is not None else SearchSpec
         known = ", ".join(section.model_fields)
-        return f"{path}: unknown field; expected one of: {known}"
+        close = difflib.get_close_matches(str(loc[-1]), list(section.model_fields), n=1)
+        return f"{path}: unknown field; expected one of: {known}" + (f"; did you mean {close[0]}?" if close else "")
     if error["type"] == "missing":
-        return f"{path}: required field is missing"
+        return f"{path}: required field is missing; set it in the spec file or pass --{path.replace('.', '-')}"
     info = _field_info(SearchSpec, loc)
     extra = info.json_schema_extra if info is not None and isinstance(info.json_schema_extra, dict) else {}
     expected = extra.get("expected") or error["msg"].lower()
+    if info is not None and isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+        expected = f"a mapping of {', '.join(info.annotation.model_fields)}"
     value = error.get("input")
     shown = f'"{value}"' if isinstance(value, str) else repr(value)
     return f"{path}: expected {expected}, got {shown}"
@@ -218,7 +222,8 @@ def build_spec(data: dict[str, Any] | None, overrides: dict[str, Any] | None = N
     try:
         return SearchSpec.model_validate(merged)
     except ValidationError as exc:
-        raise SpecError(_describe(exc.errors()[0])) from None
+        errors = sorted(exc.errors(), key=lambda e: e["type"] == "missing")  # a typo before a field still to set
+        raise SpecError(_describe(errors[0])) from None
 
 
 def load_spec(path: str | Path | None, overrides: dict[str, Any] | None = None) -> SearchSpec:

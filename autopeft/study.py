@@ -37,8 +37,12 @@ class StudyError(ValueError):
     """A study or storage problem the user can fix; the message is one line."""
 
 
+URL_EXAMPLES = "sqlite:///autopeft.db, or postgresql+psycopg://USER:PASS@HOST/DB"
+
+
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Connect to the study DB at `url` (any SQLAlchemy URL); one-line `StudyError` when unreachable."""
+    check_url(url)
     for attempt in range(3):
         try:
             storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
@@ -52,10 +56,63 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
                 time.sleep(0.5)  # another process is creating the schema right now
                 continue
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StudyError(f"cannot open storage {_redact(url)}: {reason}; check --storage") from None
+            hint = ("is the database server running? check --storage" if _is_refused(reason)
+                    else f"check --storage (e.g. {URL_EXAMPLES})")
+            raise StudyError(f"cannot open storage {_redact(url)}: {reason}; {hint}") from None
     if url.startswith("sqlite"):
         _use_wal(storage.engine)
     return storage
+
+
+def open_existing_storage(url: str) -> optuna.storages.RDBStorage:
+    """`open_storage` for commands that only read: a SQLite file that does not exist is an error, not created."""
+    check_url(url)
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise StudyError(f"storage {url}: no such file {path}; run `autopeft search` first or check --storage")
+    return open_storage(url)
+
+
+def sqlite_path(url: str):
+    """The file of a `sqlite:///PATH` URL (a `Path`), None for other backends and in-memory SQLite."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:") \
+            or parsed.database.startswith("file:"):
+        return None
+    return Path(parsed.database).expanduser().resolve()
+
+
+def check_url(url: str) -> None:
+    """One-line `StudyError` for a URL SQLAlchemy cannot parse or a SQLite file whose folder does not exist."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    if "://" not in url or (url.startswith("sqlite:") and not url.startswith("sqlite:///") and url != "sqlite://"):
+        file = url.removeprefix("sqlite:").lstrip("/")
+        raise StudyError(f"storage {url!r}: not a database URL; for a SQLite file write sqlite:///{file} "
+                         f"(three slashes), or e.g. {URL_EXAMPLES}")
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise StudyError(f"storage {_redact(url)}: unknown database kind {url.split(':', 1)[0]!r}; expected e.g. "
+                         f"{URL_EXAMPLES}") from None
+    except (ArgumentError, ValueError):
+        raise StudyError(f"storage {url!r}: not a database URL; expected e.g. {URL_EXAMPLES}") from None
+    except ImportError:
+        return  # a missing driver is reported by open_storage
+    path = sqlite_path(url)
+    if path is not None and not path.parent.is_dir():
+        raise StudyError(f"storage {url}: folder {path.parent} does not exist; create it or check --storage")
+
+
+def _is_refused(reason: str) -> bool:
+    return any(s in reason.lower() for s in ("connection refused", "could not connect", "connection failed",
+                                             "could not translate host", "name or service not known"))
 
 
 def _use_wal(engine) -> None:

@@ -13,11 +13,12 @@ from typing import Any
 import optuna
 from sqlalchemy.engine import make_url
 
-from autopeft.study import StudyError, _redact
+from autopeft.study import StudyError, _redact, check_url
 
 
 def readonly_url(url: str) -> tuple[str, dict[str, Any]]:
     """`(url, engine_kwargs)` that open `url` read-only where the backend allows it."""
+    check_url(url)
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -125,9 +126,15 @@ def _probe_adapters_ia3(config_json: str) -> int:
     for name in LAYER_COUNT_ATTRS:
         if name in data:
             data[name] = 1
-    with torch.device("meta"):
-        model = AutoModel.from_config(AutoConfig.for_model(**data))
-        adapters.init(model)
-        model.add_adapter("probe", config=adapters.IA3Config(**ADAPTERS_IA3_PLACEMENT))
-    model.train_adapter("probe")
+    log = logging.getLogger("adapters")
+    level = log.level
+    log.setLevel(logging.ERROR)  # adapters warns "none are activated" while it builds the probe: not the user's concern
+    try:
+        with torch.device("meta"):
+            model = AutoModel.from_config(AutoConfig.for_model(**data))
+            adapters.init(model)
+            model.add_adapter("probe", config=adapters.IA3Config(**ADAPTERS_IA3_PLACEMENT))
+        model.train_adapter("probe")
+    finally:
+        log.setLevel(level)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

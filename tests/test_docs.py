@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from autopeft.spec import SearchSpec, reference_markdown
@@ -20,3 +21,33 @@ def test_reference_lists_every_leaf_field():
     for section in sections:
         for field in SearchSpec.model_fields[section].annotation.model_fields:
             assert f"`{section}.{field}`" in text
+
+
+def test_user_guide_training_snippet_runs_on_an_export(tmp_path, tiny_bert_dir):
+    """The guide's peft snippet, as written, on an exported plan: adapter and the new head train."""
+    import re
+
+    from autopeft.export import export_plan
+    from autopeft.search_spaces import count_plan, load_config, structure_of
+    from autopeft.search_spaces.plan import Plan
+
+    guide = (ROOT / "docs" / "user-guide.md").read_text()
+    snippet = next(b for b in re.findall(r"```python\n(.*?)```", guide, re.S) if "PeftConfig.from_pretrained" in b)
+    structure = structure_of(load_config(tiny_bert_dir))
+    plan = Plan.from_dict({"format": "autopeft-plan/v1", "num_layers": structure.num_layers, "modules": [
+        {"family": "lora", "sizes": [4, 0, 2, 0], "targets": "qv", "alpha": 8.0}]})
+    export_plan(plan, structure, "peft", tmp_path / "adapter", model=tiny_bert_dir)
+    scope: dict = {}
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(compile(snippet, "user-guide.md", "exec"), scope)
+    finally:
+        os.chdir(cwd)
+    model = scope["model"]
+    trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
+    adapter = sum(v for n, v in trainable.items() if "lora_" in n)
+    head = sum(v for n, v in trainable.items() if "classifier" in n)
+    assert adapter == count_plan(plan, structure).params
+    assert head == 2 * 32 + 2  # hidden 32 -> 2 labels, the head trains too
+    assert sum(trainable.values()) == adapter + head

@@ -80,8 +80,8 @@ def test_resume_with_the_study_name_alone_continues_the_study(search, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["export", "missing", "--trial", "0", "--out", "x"], "no study named 'missing'"),
-    (["pareto", "missing"], "no study named 'missing'"),
+    (["export", "missing", "--trial", "0", "--out", "x"], "no such file"),  # reading never creates the DB
+    (["pareto", "missing"], "run `autopeft search` first"),
     (["studies", "--storage", "postgresql+psycopg://nobody@127.0.0.1:9/none"], "cannot open storage"),
     (["export", "s", "--trial", "0", "--out", "x", "--format", "onnx"], "--format: expected one of peft, adapters, yaml"),
 ])

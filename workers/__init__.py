@@ -10,6 +10,7 @@ import importlib
 _EXPORTS = {
     "evaluate_plan": "autopeft.workers.evaluate",
     "check_task": "autopeft.workers.evaluate",
+    "check_model": "autopeft.workers.evaluate",
     "CACHE": "autopeft.workers.cache",
     "WorkerCache": "autopeft.workers.cache",
     "TrialResult": "autopeft.workers.result",

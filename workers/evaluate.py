@@ -30,7 +30,7 @@ from torch import nn
 
 from autopeft.backends import apply_plan
 from autopeft.search_spaces.counting import count_plan
-from autopeft.search_spaces.model_structure import structure_of
+from autopeft.search_spaces.model_structure import ModelError, load_config, model_not_found, structure_of
 from autopeft.search_spaces.plan import Plan
 from autopeft.spec import FidelitySpec
 from autopeft.workers.batching import Encoded, collate, encode, length_grouped_batches
@@ -60,6 +60,29 @@ def task_data(task: str, fidelity: FidelitySpec, data_dir: str | Path | None = N
 def check_task(model: str, task: str, fidelity: FidelitySpec, data_dir: str | Path | None = None) -> TaskData:
     """Read and check the task's data now, so data errors surface before any training (`DataError`)."""
     return task_data(task, fidelity, data_dir)
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def check_model(model: str) -> None:
+    """Check that `model` can be trained here (weights and a tokenizer), so a search fails before any trial.
+
+    A directory needs weights (`save_pretrained` output); a config.json alone is enough for parameter
+    counts only. Raises `ModelError` with one line.
+    """
+    load_config(model)  # a missing directory or an unreachable hub model, in one line
+    path = Path(model)
+    if path.is_dir() and not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise ModelError(f"{model}: no model weights ({' or '.join(WEIGHT_FILES[::2])}); a search trains the model, so "
+                         "pass a directory written by save_pretrained (a config.json alone only serves `autopeft spaces`)")
+    try:
+        tokenizer(model)
+    except Exception as exc:  # transformers raises OSError, ValueError or TypeError for an unusable tokenizer
+        if not path.is_dir() and isinstance(exc, OSError):
+            raise model_not_found(model, exc) from None
+        raise ModelError(f"{model}: cannot load a tokenizer ({one_line(exc, 160)}); pass a model directory saved "
+                         "with its tokenizer (tokenizer.json or vocab files)") from None
 
 
 def tokenizer(model: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 
@@ -60,10 +61,27 @@ def dashboard(
 
 
 def _check_port(host: str, port: int) -> None:
+    """One line naming the port and a free one to pass instead, when `host:port` cannot be bound."""
+    error = _bind_error(host, port)
+    if error is None:
+        return
+    if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
+        fail(f"cannot listen on {host}: {error.strerror or error}; pass an address of this machine as --host "
+             "(127.0.0.1 by default)")
+    if error.errno in (errno.EADDRINUSE, errno.EACCES):
+        free = next((p for p in range(port + 1, min(port + 50, 65536)) if _bind_error(host, p) is None), None)
+        hint = f"pass another one, e.g. --port {free}" if free else "pass another one with --port"
+        what = "is in use (another dashboard running?)" if error.errno == errno.EADDRINUSE else "needs privileges"
+        fail(f"port {port} on {host} {what}; {hint}")
+    fail(f"cannot listen on {host}:{port}: {error.strerror or error}; pick another --port or --host")
+
+
+def _bind_error(host: str, port: int) -> OSError | None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host.strip("[]"), port))
         except OSError as exc:
-            fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port or --host")
+            return exc
+    return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from autopeft.runner import Progress, SearchError
 from autopeft.search_spaces import ModelError, PlanError, SpaceError
 from autopeft.spec import SearchSpec, SpecError, build_spec, load_spec
 from autopeft.study import StudyError, open_storage, stored_spec, study_names
+from autopeft.workers.ray_pool import RayUnavailable, check_ray_address
 from autopeft.workers.tasks import DataError
 
 # Fields a resumed study may change; the others define the study and are fixed at creation.
@@ -32,8 +34,8 @@ def default_study_name(spec: SearchSpec) -> str:
 
 def resolve_spec(spec_file: Path | None, overrides: dict[str, Any]) -> tuple[SearchSpec, str, bool]:
     """(spec, study name, resuming): a named study that exists is resumed with its stored spec."""
-    file_spec = yaml.safe_load(spec_file.read_text()) if spec_file and spec_file.is_file() else {}
-    file_storage = (file_spec or {}).get("storage") or {}
+    file_spec = _file_fields(spec_file)
+    file_storage = file_spec.get("storage") if isinstance(file_spec.get("storage"), dict) else {}
     url = overrides.get("storage.url") or file_storage.get("url") or "sqlite:///autopeft.db"
     name = overrides.get("storage.study") or file_storage.get("study")
     storage = open_storage(url)
@@ -60,13 +62,55 @@ def resolve_spec(spec_file: Path | None, overrides: dict[str, Any]) -> tuple[Sea
     return spec, name, False
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `docker stop`, a batch scheduler): stop like Ctrl-C, recording running trials as failed."""
+
+    received = False
+
+
+def _stop_on_sigterm() -> Callable[[], None]:
+    """Turn SIGTERM into `Terminated` in this (main) thread, so the runner records its running trials;
+    returns the function that puts the previous handler back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+        Terminated.received = True
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _file_fields(spec_file: Path | None) -> dict[str, Any]:
+    """The spec file's top-level mapping ({} without a file); `SpecError` when it is missing or unreadable."""
+    if spec_file is None:
+        return {}
+    try:
+        data = yaml.safe_load(spec_file.read_text())
+    except UnicodeDecodeError:
+        raise SpecError(f"{spec_file}: not a text file; pass the path of a YAML spec") from None
+    except (OSError, yaml.YAMLError):
+        data = []
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        load_spec(spec_file)  # raises SpecError naming the problem: not found, not valid YAML (line), not a mapping
+        raise SpecError(f"{spec_file}: expected a mapping of spec fields; pass the path of a YAML spec")
+    return data
+
+
 def _get_dotted(data: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         data = data.get(part) if isinstance(data, dict) else None
     return data
 
 
-def _progress_table(p: Progress, done_this_run: int) -> Table:
+def _progress_table(p: Progress, done_this_run: int, last_event: bool = True) -> Table:
     table = Table.grid(padding=(0, 2))
     eta = p.eta(done_this_run)
     best = f"{p.best_metric:.4f}" if p.best_metric is not None else "-"
@@ -79,7 +123,7 @@ def _progress_table(p: Progress, done_this_run: int) -> Table:
         f"[bold]elapsed[/bold] {p.elapsed:.0f}s",
         f"[bold]ETA[/bold] {eta:.0f}s" if eta is not None else "[bold]ETA[/bold] -",
     )
-    if p.last_event:
+    if last_event and p.last_event:
         table.add_row(f"[dim]{p.last_event}[/dim]")
     return table
 
@@ -118,13 +162,19 @@ def search(
         if os.environ.get("AUTOPEFT_HEARTBEAT_SECONDS") else None,
     }
     from autopeft.runner import prepare_search
+    from autopeft.workers import check_model
 
     console = make_console()
     try:
         spec, name, resuming = resolve_spec(spec_file, overrides)
+        check_model(spec.model)
+        if spec.execution.executor == "ray":
+            check_ray_address(spec.execution.ray_address)
         session = prepare_search(spec, name)
-    except (SpecError, StudyError, SpaceError, ModelError, PlanError, SearchError, DataError) as exc:
+    except (SpecError, StudyError, SpaceError, ModelError, PlanError, SearchError, DataError, RayUnavailable) as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted before any trial started; nothing to resume yet", code=130)
     verb = "resuming" if resuming else "starting"
     console.print(f"{verb} study [bold]{name}[/bold] in {spec.storage.url}: {spec.model} on {spec.task}, "
                   f"space {spec.space}, budget {spec.budget.max_params_pct}% params, sampler {spec.optimizer.sampler}")
@@ -134,6 +184,7 @@ def search(
     if session.recovered:
         console.print(f"{session.recovered} trial(s) left running by a stopped process were failed and queued again")
     live_display = sys.stdout.isatty()
+    restore_sigterm = _stop_on_sigterm()
     try:
         if live_display:
             with Live(console=console, refresh_per_second=2) as live:
@@ -142,14 +193,17 @@ def search(
         else:
             session.runner.on_progress = lambda p: p.last_event and console.print(p.last_event, highlight=False)
             progress = session.run()
-    except KeyboardInterrupt:
-        console.print("interrupted: running trials were recorded as failed; run the same command to resume")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # Ray turns an exception raised by a signal handler into KeyboardInterrupt
+        how, code = ("terminated", 143) if Terminated.received else ("interrupted", 130)
+        console.print(f"{how}: running trials were recorded as failed; run the same command to resume")
+        raise typer.Exit(code) from None
     except SearchError as exc:
         fail(str(exc), code=1)
     finally:
+        restore_sigterm()
         session.close()
-    console.print(_progress_table(progress, session.runner.done_this_run))
+    # without a live display every event was printed as it happened
+    console.print(_progress_table(progress, session.runner.done_this_run, last_event=live_display))
     from autopeft.cli.studies import print_pareto
 
     print_pareto(session.study, spec, console)

@@ -16,7 +16,16 @@ from autopeft.cli.app import console as make_console
 from autopeft.export import FORMATS, export_trial
 from autopeft.search_spaces import ModelError, PlanError
 from autopeft.spec import SearchSpec
-from autopeft.study import StudyError, load_study, open_storage, pareto_trials, stored_spec, study_names, summarize
+from autopeft.study import (
+    StudyError,
+    _redact,
+    load_study,
+    open_existing_storage,
+    pareto_trials,
+    stored_spec,
+    study_names,
+    summarize,
+)
 
 STORAGE_HELP = "SQLAlchemy URL of the study DB."
 DEFAULT_STORAGE = "sqlite:///autopeft.db"
@@ -34,8 +43,9 @@ class ParetoFormat(str, Enum):
 
 
 def _open(storage: str):
+    """The study DB for reading; a SQLite file that does not exist is an error (not created)."""
     try:
-        return open_storage(storage)
+        return open_existing_storage(storage)
     except StudyError as exc:
         fail(str(exc))
 
@@ -55,6 +65,9 @@ def studies(
             continue  # an Optuna study not made by autopeft
     if format is ListFormat.json:
         print_json(rows)
+        return
+    if not rows:
+        typer.echo(f"no autopeft studies in {_redact(storage)}; start one with `autopeft search`")
         return
     table = Table("study", "model", "task", "space", "trials", "best metric", "hypervolume", "front")
     for r in rows:
@@ -118,13 +131,26 @@ def export(
     format: str = typer.Option("peft", "--format", help="peft, adapters or yaml"),
     out: Path = typer.Option(..., "--out", help="Directory to write the configuration into."),
     storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help=STORAGE_HELP),
+    force: bool = typer.Option(False, "--force", help="Write into a folder that already holds files."),
 ):
     """Write a trial's configuration: peft adapter_config.json, AdapterHub config, or autopeft YAML."""
     if format not in FORMATS:
         fail(f"--format: expected one of {', '.join(FORMATS)}, got {format!r}")
+    _check_out(out, force)
     st = _open(storage)
     try:
         path = export_trial(load_study(st, study), trial, format, out)
     except (StudyError, PlanError, ModelError, ValueError) as exc:
         fail(str(exc))
     typer.echo(str(path))
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """Refuse (one line) to write into a file path, or into a folder that already holds files unless `force`."""
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: is a file; pass a folder to write the configuration into")
+    if out.is_dir() and not force:
+        held = sorted(p.name for p in out.iterdir())
+        if held:
+            shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+            fail(f"--out {out}: folder is not empty ({shown}); choose another --out, or pass --force to write into it")
