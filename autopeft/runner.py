@@ -251,6 +251,7 @@ class Runner:
                                                 f"in trial {stopped}"})
                 self.study.tell(trial, state=TrialState.FAIL)
                 self.progress.failed += 1
+                self._asked = None
                 continue
             if infeasible:  # only samplers without the feasibility wrapper get here
                 trial.set_user_attr("failure", {"kind": "infeasible", "message": infeasible})
