@@ -27,6 +27,17 @@ def postgres_url(postgres_server):
     return postgres_server.new_database()
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module: tiny models and GP fits run faster so on 2 shared cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory):
     """A saved tiny random BERT (4 layers, hidden 32) with a WordPiece tokenizer over SST-2 words."""

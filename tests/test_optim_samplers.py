@@ -34,15 +34,7 @@ TRIALS = {"mobo": 6, "autopeft": 6, "botorch": 4, "gp": 5, "tpe": 12, "nsga2": 1
 EXPENSIVE = ("gp", "botorch")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Optuna's GP and BoTorch baselines fit models on every draw; one thread keeps that fast on 2 shared cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # models fit/train faster on one thread here
 
 
 @pytest.fixture(scope="module")

@@ -28,15 +28,7 @@ runner = CliRunner()
 FIDELITY = "train_size=96,max_steps=3"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models train faster on one thread, twice as fast on 2 cores shared with other work."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # models fit/train faster on one thread here
 
 
 @pytest.fixture(scope="module")
