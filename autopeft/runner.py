@@ -182,9 +182,11 @@ class Runner:
 
     # --- setup -----------------------------------------------------------------------------
     def recover(self) -> int:
-        """Fail trials left RUNNING by a dead process and enqueue their configurations again.
+        """Fail trials left RUNNING by a dead process and enqueue their configurations again; returns how many.
 
         Trials of other live search processes on the same study (recent heartbeat) are left alone.
+        Configurations whose trial was interrupted (Ctrl-C, SIGTERM) are enqueued again once, without
+        using up a retry: the interruption says nothing about the configuration.
         """
         live = live_drivers(self.study, stale_after=3 * self.spec.execution.heartbeat_seconds)
         stale = fail_stale_trials(self.study, "the process running this trial stopped before it finished", live)
@@ -192,6 +194,13 @@ class Runner:
             attempt = int(trial.user_attrs.get("attempt", 0)) + 1
             if attempt <= self.spec.execution.max_retries:
                 self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "attempt": attempt})
+        trials = self.study.get_trials(deepcopy=False)
+        retried = {t.user_attrs.get("retry_of") for t in trials}
+        for trial in trials:
+            interrupted = (trial.user_attrs.get("failure") or {}).get("kind") == "interrupted"
+            if trial.state == TrialState.FAIL and interrupted and trial.number not in retried and trial.params:
+                self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number,
+                                                                   "attempt": int(trial.user_attrs.get("attempt", 0))})
         return len(stale)
 
     # --- the loop ----------------------------------------------------------------------------

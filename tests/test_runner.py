@@ -118,3 +118,11 @@ def test_ctrl_c_records_the_running_trial_as_failed(setup):
     trials = runner.study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL]
     assert trials[2].user_attrs["failure"]["kind"] == "interrupted"
+    # resuming evaluates the interrupted configuration first, once, and reaches the target
+    resumed = setup(trials=6)
+    resumed.recover()
+    resumed.recover()  # a second recovery does not enqueue it twice
+    resumed.run()
+    trials = resumed.study.get_trials()
+    assert trials[3].params == trials[2].params and trials[3].user_attrs["retry_of"] == 2
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 6 and len(trials) == 7
