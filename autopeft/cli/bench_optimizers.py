@@ -41,7 +41,7 @@ def optimizers(
                                       help="torch threads for every sampler (1: stable timings on shared CPUs)."),
     reach_within: int | None = typer.Option(
         None, "--reach-within", min=2,
-        help="Continue runs that have not reached 95%% of the best hypervolume after --trials, up to this many "
+        help="Continue runs that have not reached 95% of the best hypervolume after --trials, up to this many "
              "trials, to count how many they need (HV checkpoints and the best still use --trials)."),
     reach_samplers: str | None = typer.Option(None, "--reach-samplers",
                                               help="Comma-separated samplers --reach-within applies to (default: all)."),
