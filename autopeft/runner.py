@@ -188,8 +188,10 @@ class Runner:
         Configurations whose trial was interrupted (Ctrl-C, SIGTERM) are enqueued again once, without
         using up a retry: the interruption says nothing about the configuration.
         """
-        live = live_drivers(self.study, stale_after=3 * self.spec.execution.heartbeat_seconds)
-        stale = fail_stale_trials(self.study, "the process running this trial stopped before it finished", live)
+        stale_after = 3 * self.spec.execution.heartbeat_seconds
+        live = live_drivers(self.study, stale_after=stale_after)
+        stale = fail_stale_trials(self.study, "the process running this trial stopped before it finished", live,
+                                  grace_seconds=stale_after)
         for trial in stale:
             attempt = int(trial.user_attrs.get("attempt", 0)) + 1
             if attempt <= self.spec.execution.max_retries:
@@ -376,7 +378,10 @@ class Runner:
         self.executor.cancel_all()
         trials = [r.trial for r in self._running.values()] + ([self._asked] if self._asked is not None else [])
         for trial in trials:
-            trial.set_user_attr("failure", {"kind": "interrupted", "message": reason})
+            try:
+                trial.set_user_attr("failure", {"kind": "interrupted", "message": reason})
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # already finished (e.g. failed as stale by another process): nothing to record
             self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         self._running.clear()
         self._asked = None

@@ -197,10 +197,21 @@ def live_drivers(study: optuna.Study, stale_after: float) -> set[str]:
     return {k[len(DRIVER_PREFIX):] for k, v in attrs.items() if k.startswith(DRIVER_PREFIX) and now - v < stale_after}
 
 
-def fail_stale_trials(study: optuna.Study, reason: str, live: set[str] = frozenset()) -> list[FrozenTrial]:
-    """Mark RUNNING trials whose search process is not in `live` FAILED with `reason`; return them for retry."""
-    stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-             if t.user_attrs.get("driver") not in live]
+def fail_stale_trials(study: optuna.Study, reason: str, live: set[str] = frozenset(),
+                      grace_seconds: float = 0.0) -> list[FrozenTrial]:
+    """Mark RUNNING trials whose search process is not in `live` FAILED with `reason`; return them for retry.
+
+    A trial that does not name its process yet (another process has just asked it and is still
+    recording its plan) counts as stale only once it started more than `grace_seconds` ago.
+    """
+    now = dt.datetime.now()  # Optuna stores trial start times as naive local times
+
+    def stale_trial(t: FrozenTrial) -> bool:
+        if "driver" in t.user_attrs:
+            return t.user_attrs["driver"] not in live
+        return t.datetime_start is None or (now - t.datetime_start).total_seconds() > grace_seconds
+
+    stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if stale_trial(t)]
     for trial in stale:
         study._storage.set_trial_user_attr(trial._trial_id, "failure", {"kind": "stale", "message": reason})
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)

@@ -68,6 +68,7 @@ def test_stale_running_trials_are_failed_and_their_configuration_retried(setup):
     first.run()
     orphan = first.study.ask()  # a trial whose process died: RUNNING forever
     first.space.suggest(orphan)
+    orphan.set_user_attr("driver", "a-process-that-died")
     orphan_params = dict(orphan.params)
 
     runner = setup(trials=4)
@@ -80,6 +81,21 @@ def test_stale_running_trials_are_failed_and_their_configuration_retried(setup):
     assert len(retried) == 1 and retried[0].params == orphan_params and retried[0].state == TrialState.COMPLETE
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
     assert TrialState.RUNNING not in states(runner.study)
+
+
+def test_a_trial_just_asked_by_another_process_is_not_stale(setup):
+    """Between `ask` and recording its process, a trial names no driver: it is stale only once it is
+    older than the grace period (3 missed heartbeats), so a second process starting then leaves it alone."""
+    from autopeft.study import fail_stale_trials
+
+    runner = setup(trials=2)
+    just_asked = runner.study.ask()
+    runner.space.suggest(just_asked)
+    assert runner.recover() == 0
+    assert fail_stale_trials(runner.study, "gone", grace_seconds=60.0) == []
+    assert runner.study.trials[just_asked.number].state == TrialState.RUNNING
+    assert [t.number for t in fail_stale_trials(runner.study, "gone", grace_seconds=0.0)] == [just_asked.number]
+    assert runner.study.trials[just_asked.number].state == TrialState.FAIL
 
 
 def test_failed_trials_are_recorded_with_reason_and_search_reaches_the_target(setup):
