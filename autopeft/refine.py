@@ -1,7 +1,7 @@
 """`autopeft refine`: re-run a study's Pareto-optimal trials at a higher fidelity with several seeds.
 
 Joins a source study, the linked study that records the refinement (conventions in
-`autopeft.refinement`) and an executor (`autopeft.runner.make_executor`: Ray actors, or inline). Each
+`autopeft.refinement`) and an executor (`autopeft.executors.make_executor`: Ray actors, or inline). Each
 (source trial, seed) pair is one run: the source trial's plan, trained at the refinement fidelity
 with ``fidelity.seed = seed``, scored on the task's dev set (`evaluate_plan(..., evaluate_dev=True)`).
 A finished run is added to the linked study as one COMPLETE (or FAIL) trial, so the study never holds
@@ -23,8 +23,8 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from autopeft.executors import Executor, make_executor, outcome_from_result
 from autopeft.refinement import REFINEMENT_OF, REFINEMENTS, refined_name
-from autopeft.runner import Executor, make_executor, outcome_from_result
 from autopeft.spec import FidelitySpec, SearchSpec, SpecError, build_spec
 from autopeft.study import DIRECTIONS, StudyError, load_study, pareto_trials, stored_spec, study_names
 

@@ -34,7 +34,8 @@ from typing import Any
 
 import optuna
 
-from autopeft.runner import InlineExecutor, evaluate_plan_dict, prepare_search
+from autopeft.executors import InlineExecutor, evaluate_plan_dict
+from autopeft.runner import prepare_search
 from autopeft.spec import build_spec
 from autopeft.workers.synthetic import SyntheticEvaluator
 

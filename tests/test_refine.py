@@ -16,9 +16,9 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from autopeft.cli import app
+from autopeft.executors import InlineExecutor
 from autopeft.refine import Refiner, evaluate_run, prepare_refinement
 from autopeft.refinement import read_refinement
-from autopeft.runner import InlineExecutor
 from autopeft.spec import build_spec
 from autopeft.study import create_study, load_study, open_storage, pareto_trials
 from autopeft.workers.ray_pool import WorkerLost

@@ -6,7 +6,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from autopeft.runner import InlineExecutor, Runner, SearchError
+from autopeft.executors import InlineExecutor
+from autopeft.runner import Runner, SearchError
 from autopeft.search_spaces import load_space, structure_of
 from autopeft.spec import build_spec
 from autopeft.study import create_study, load_study, open_storage

@@ -8,8 +8,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from autopeft.executors import InlineExecutor
 from autopeft.promotion import decide
-from autopeft.runner import InlineExecutor, Runner
+from autopeft.runner import Runner
 from autopeft.search_spaces import load_space, structure_of
 from autopeft.spec import SpecError, build_spec
 from autopeft.study import create_study, load_study, open_storage
