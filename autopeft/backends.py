@@ -1,110 +1,42 @@
 """`Plan` → library configuration, and applying it to a Hugging Face model.
 
-- peft (LoRA alone, IA3 alone): target modules as a regex over the exact layers and module paths of
-  the plan; per-layer LoRA ranks via `rank_pattern` (keys match the module-name suffix).
-- adapters (AdapterHub; bottleneck adapters, prefix-tuning and any mix): a `ConfigUnion` with
-  `leave_out` per family. The serial adapter sits after the feed-forward block (`output_adapter`),
-  the parallel adapter beside the attention block (`mh_adapter`): adapters refuses both at one spot.
-  IA3 scales the feed-forward block there (adapters allows one LoRA-type module per location, and
-  LoRA holds the attention block).
+Thin over the family registry (``search_spaces/families``): each family builds its own module.
+
+- peft (one peft family alone: LoRA, IA3, LoHa, LoKr): target modules as a regex over the exact
+  layers and module paths of the plan; per-layer ranks via `rank_pattern` (keys match the
+  module-name suffix).
+- adapters (AdapterHub; bottleneck adapters, prefix-tuning and any mix): one family's config, or a
+  `ConfigUnion` of them, each with `leave_out` for the layers it is not in.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections import Counter
-
 from torch import nn
 
-from autopeft.search_spaces.counting import ADAPTERS_IA3_PLACEMENT, check_buildable, library_for
+from autopeft.search_spaces import families
+from autopeft.search_spaces.counting import check_buildable, library_for
 from autopeft.search_spaces.model_structure import ModelStructure
-from autopeft.search_spaces.plan import ModulePlan, Plan, PlanError
+from autopeft.search_spaces.plan import Plan
 
 ADAPTER_NAME = "autopeft"
 
 
-def _layer_regex(structure: ModelStructure, layers, paths) -> str:
-    """Regex that peft full-matches against module names: the given block paths in the given layers."""
-    block = re.escape(structure.layers_path)
-    layer_alt = "|".join(str(i) for i in layers)
-    path_alt = "|".join(re.escape(p) for p in paths)
-    return rf"(?:.*\.)?{block}\.(?:{layer_alt})\.(?:{path_alt})"
-
-
 def peft_config(plan: Plan, structure: ModelStructure, task_type: str | None = None):
-    """A `LoraConfig` or `IA3Config` that builds exactly `plan`; `PlanError` if peft cannot."""
-    from peft import IA3Config, LoraConfig
-
+    """The peft config that builds exactly `plan`; `PlanError` if peft cannot."""
     check_buildable(plan, "peft")
     (module,) = plan.active
-    if module.family == "lora":
-        linears = structure.select("lora", module.targets)
-        targets = [lin.path for lin in linears]
-        ranks = {i: s for i, s in enumerate(module.sizes) if s}
-        default_rank = Counter(ranks.values()).most_common(1)[0][0]
-        block = re.escape(structure.layers_path)
-        return LoraConfig(
-            r=default_rank,
-            lora_alpha=module.alpha,
-            lora_dropout=0.0,
-            target_modules=_layer_regex(structure, module.layers, targets),
-            rank_pattern={rf"{block}\.{i}\..*": r for i, r in ranks.items() if r != default_rank},
-            fan_in_fan_out=any(lin.fan_in_fan_out for lin in linears),
-            task_type=task_type,
-        )
-    linears = structure.select("ia3", module.targets)
-    targets = [lin.path for lin in linears]
-    feedforward = [lin.path for lin in structure.ia3_feedforward()]
-    return IA3Config(
-        target_modules=_layer_regex(structure, module.layers, targets),
-        feedforward_modules=_layer_regex(structure, module.layers, feedforward),
-        fan_in_fan_out=any(lin.fan_in_fan_out for lin in linears),
-        task_type=task_type,
-    )
-
-
-def _reduction_factor(hidden: int, width: int) -> float:
-    """The factor for which adapters' `int(hidden // factor)` equals `width` exactly."""
-    factor = hidden / width
-    while int(hidden // factor) < width:
-        factor = math.nextafter(factor, 0.0)
-    return factor
-
-
-def _bottleneck_factor(structure: ModelStructure, module: ModulePlan):
-    h = structure.hidden_size
-    widths = {i: s for i, s in enumerate(module.sizes) if s}
-    if len(set(widths.values())) == 1:
-        return _reduction_factor(h, next(iter(widths.values())))
-    mapping: dict[str, float] = {str(i): _reduction_factor(h, s) for i, s in widths.items()}
-    mapping["default"] = mapping[str(next(iter(widths)))]
-    return mapping
+    return families.get(module.family).peft_config(module, structure, task_type)
 
 
 def adapters_config(plan: Plan, structure: ModelStructure):
     """An AdapterHub config (one family, or a `ConfigUnion`) that builds exactly `plan`."""
+    check_buildable(plan, "adapters")
+    configs = [families.get(m.family).adapters_config(m, structure) for m in plan.active]
+    if len(configs) == 1:
+        return configs[0]
     import adapters
 
-    check_buildable(plan, "adapters")
-    if plan.is_empty:
-        raise PlanError("plan: no module in any layer; nothing to build")
-    configs = []
-    for m in plan.active:
-        leave_out = [i for i in range(plan.num_layers) if m.sizes[i] == 0]
-        size = max(m.sizes)
-        if m.family == "serial":
-            configs.append(adapters.SeqBnConfig(reduction_factor=_bottleneck_factor(structure, m), leave_out=leave_out))
-        elif m.family == "parallel":
-            configs.append(adapters.ParBnConfig(mh_adapter=True, output_adapter=False,
-                                                reduction_factor=_bottleneck_factor(structure, m), leave_out=leave_out))
-        elif m.family == "prefix":
-            configs.append(adapters.PrefixTuningConfig(prefix_length=size, flat=True, leave_out=leave_out))
-        elif m.family == "lora":
-            configs.append(adapters.LoRAConfig(r=size, alpha=int(m.alpha), attn_matrices=["q", "v"], leave_out=leave_out))
-        elif m.family == "ia3":
-            configs.append(adapters.IA3Config(leave_out=leave_out, **ADAPTERS_IA3_PLACEMENT))
-    return configs[0] if len(configs) == 1 else adapters.ConfigUnion(*configs)
+    return adapters.ConfigUnion(*configs)
 
 
 def apply_plan(model: nn.Module, plan: Plan, structure: ModelStructure) -> nn.Module:

@@ -6,6 +6,8 @@ Each writer puts one file in `out_dir` and returns its path:
 - `adapters`: `adapter_config.json` in AdapterHub's saved-adapter form, loadable with
   `adapters.AdapterConfig.load(path)` and `model.add_adapter(name, config=path)`;
 - `yaml`: `plan.yaml`, the `autopeft-plan/v1` form (loads back with `Plan.from_text`).
+
+Which of the first two can express a plan is the family registry's answer (`families.export_formats`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import json
 from pathlib import Path
 
 from autopeft.backends import ADAPTER_NAME, adapters_config, peft_config
+from autopeft.search_spaces import families
 from autopeft.search_spaces.model_structure import ModelStructure
 from autopeft.search_spaces.plan import Plan
 
-FORMATS = ("peft", "adapters", "yaml")
+FORMATS = (*families.base.LIBRARIES, "yaml")  # a library's format, and autopeft's own
 
 
 def export_plan(plan: Plan, structure: ModelStructure, fmt: str, out_dir: str | Path, model: str | None = None) -> Path:

@@ -40,7 +40,7 @@ from autopeft.dashboard.data import (
 from autopeft.dashboard.reader import StudyInfo, StudyReader, TrialRow
 from autopeft.dashboard.storage import open_readonly
 from autopeft.refinement import read_refinement
-from autopeft.search_spaces.plan import FAMILIES
+from autopeft.search_spaces.families import NAMES as FAMILIES
 from autopeft.study import StudyError
 
 STATIC = Path(__file__).parent / "static"
@@ -203,7 +203,8 @@ def create_app(storage_url: str, token: str | None = None, *, allowed_hosts: lis
     @app.get("/studies/{study_id}", include_in_schema=False, response_class=HTMLResponse)
     def study_page(study_id: int) -> HTMLResponse:
         view = views.get(study_id)
-        return HTMLResponse(pages.page("study", view.info.name, {"study": study_id, "poll": poll_seconds}))
+        return HTMLResponse(pages.page("study", view.info.name, {"study": study_id, "poll": poll_seconds,
+                                                              "families": ",".join(FAMILIES)}))
 
     @app.get("/studies/{study_id}/trials/{number}", include_in_schema=False, response_class=HTMLResponse)
     def trial_page(study_id: int, number: int) -> HTMLResponse:

@@ -15,10 +15,11 @@ from typing import Any, Literal
 from autopeft.dashboard.reader import TrialRow
 from autopeft.pareto import hypervolume, hypervolume_history, pareto_indices
 from autopeft.refinement import Comparison, Refinement, compare
-from autopeft.search_spaces.plan import FAMILIES
+from autopeft.search_spaces import families
+from autopeft.search_spaces.families import NAMES as FAMILIES
 
 STATES = ("complete", "running", "waiting", "fail", "pruned")
-SIZE_NAMES = {"lora": "rank", "ia3": "on", "serial": "width", "parallel": "width", "prefix": "length"}
+SIZE_NAMES = {name: families.get(name).size_name for name in FAMILIES}  # what a size means: rank, width, ...
 
 
 # --- Pareto front ------------------------------------------------------------------------------
@@ -136,7 +137,7 @@ class LayerMapInfo:
 
     `sizes[family][k][layer]` is trial `numbers[k]`'s size (rank, width, length; IA3 1 = on) in that
     layer, 0 = absent; `usage[family][layer]` is the share of those trials with the family there.
-    Families are listed in `FAMILIES` order, only those used by some trial.
+    Families are listed in the registry's order (`FAMILIES`), only those used by some trial.
     """
 
     num_layers: int
@@ -179,7 +180,7 @@ class PlanInfo:
     num_layers: int
     families: list[str]
     sizes: dict[str, list[int]]
-    options: dict[str, dict[str, Any]]  # per family: targets, alpha when present
+    options: dict[str, dict[str, Any]]  # per family: targets, alpha, options (use_dora, …) when present
     summary: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,7 +189,7 @@ class PlanInfo:
 
 def plan_info(plan: dict[str, Any], summary: str = "") -> PlanInfo:
     sizes = plan_sizes(plan)
-    options = {str(m.get("family")): {k: m[k] for k in ("targets", "alpha") if m.get(k) is not None}
+    options = {str(m.get("family")): {k: v for k, v in m.items() if k not in ("family", "sizes") and v is not None}
                for m in plan.get("modules", [])}
     families = [f for f in FAMILIES if any(sizes.get(f, []))]
     families += [f for f in sizes if f not in families and any(sizes[f])]

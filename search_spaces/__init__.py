@@ -1,9 +1,13 @@
-"""Search spaces, plans and exact parameter counts (`autopeft.search_spaces`)."""
+"""Search spaces, plans, adapter families and exact parameter counts (`autopeft.search_spaces`)."""
 
+from autopeft.search_spaces import families
 from autopeft.search_spaces.counting import ParamCount, count_plan, library_for
+from autopeft.search_spaces.errors import PlanError
 from autopeft.search_spaces.model_structure import ModelError, ModelStructure, load_config, structure_of
-from autopeft.search_spaces.plan import FAMILIES, PLAN_FORMAT, ModulePlan, Plan, PlanError
+from autopeft.search_spaces.plan import PLAN_FORMAT, ModulePlan, Plan
 from autopeft.search_spaces.space import SearchSpace, SpaceError, builtin_spaces, load_space, read_space_file
+
+FAMILIES = families.NAMES
 
 __all__ = [
     "FAMILIES",
@@ -18,6 +22,7 @@ __all__ = [
     "SpaceError",
     "builtin_spaces",
     "count_plan",
+    "families",
     "library_for",
     "load_config",
     "load_space",

@@ -1,34 +1,22 @@
 """Exact trainable-parameter count of a plan, from the model's config alone (no weights).
 
-Counts are additive over (family, layer): `layer_cost` gives the parameters one family adds to one
-layer at one size, following the library that builds the plan (`library_for`):
-
-- LoRA (peft): r * (in + out) per targeted linear layer;
-- LoRA (adapters, q and v only): r * ((hidden + q_out) + (hidden + v_out));
-- IA3 (peft): one vector per target, of its output size (input size for feed-forward targets);
-- IA3 (adapters, feed-forward block): the vectors adapters places in one layer, probed once per
-  model on the meta device;
-- serial / parallel bottleneck adapter of width d: 2 * hidden * d + d + hidden;
-- prefix of length L (flat): L * 2 * kv_heads * head_dim.
+Counts are additive over (family, layer): each family's `layer_cost` (``search_spaces/families/``)
+gives the parameters one module adds to one layer at one size, following the library that builds
+the plan (`library_for`: peft for one peft family alone, else AdapterHub `adapters`). Each family
+module documents its formula.
 
 The classification head is not counted: it depends on the task, not on the plan.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import logging
 from dataclasses import dataclass
 
-import torch
-
-from autopeft.search_spaces.model_structure import LAYER_COUNT_ATTRS, ModelStructure
-from autopeft.search_spaces.plan import ModulePlan, Plan, PlanError
-
-PEFT_FAMILIES = ("lora", "ia3")
-# Where adapters puts IA3: the feed-forward block, since its attention block holds LoRA in mixed plans.
-ADAPTERS_IA3_PLACEMENT = {"selfattn_lora": False, "intermediate_lora": True, "output_lora": True}
+from autopeft.search_spaces import families
+from autopeft.search_spaces.errors import PlanError
+from autopeft.search_spaces.families.base import Library
+from autopeft.search_spaces.model_structure import ModelStructure
+from autopeft.search_spaces.plan import ModulePlan, Plan
 
 
 @dataclass(frozen=True)
@@ -43,98 +31,50 @@ class ParamCount:
         return 100.0 * self.params / self.base_params
 
 
-def library_for(plan: Plan) -> str:
-    """`peft` for a plan with LoRA alone or IA3 alone (peft cannot mix types), else `adapters`."""
-    families = plan.families
-    return "peft" if len(families) == 1 and families[0] in PEFT_FAMILIES else "adapters"
+def library_for(plan: Plan) -> Library:
+    """The library that builds `plan` (see `families.library_for`); `PlanError` when none can."""
+    library = families.library_for(plan.families)
+    if library is None:
+        in_adapters = [families.get(f) for f in families.NAMES if "adapters" in families.get(f).libraries]
+        kinds: dict[str | None, list[str]] = {}
+        for f in in_adapters:
+            kinds.setdefault(f.adapters_kind, []).append(f.name)
+        shared = "; ".join(f"one of {' / '.join(names)}" for names in kinds.values() if len(names) > 1)
+        raise PlanError(f"plan: no library builds {' + '.join(plan.families) or 'an empty plan'} in one model: peft "
+                        f"holds one family, AdapterHub only {', '.join(f.name for f in in_adapters)} "
+                        f"({shared}); drop one")
+    return library
 
 
-def combinable(families) -> bool:
-    """Whether some library builds these families together: neither peft nor adapters mixes LoRA and IA3."""
-    return not {"lora", "ia3"} <= set(families)
-
-
-def check_buildable(plan: Plan, library: str) -> None:
-    """Raise `PlanError` naming the problem when `library` cannot express `plan`."""
-    if not combinable(plan.families):
-        raise PlanError("plan: LoRA and IA3 cannot be combined in one model (peft and adapters refuse it); drop one")
-    if library == "peft":
-        if library_for(plan) != "peft":
-            raise PlanError(
-                f"peft cannot express {' + '.join(plan.families) or 'an empty plan'}: it holds one adapter type "
-                "(LoRA or IA3) per model; use the adapters (AdapterHub) format"
-            )
-        return
+def check_buildable(plan: Plan, library: Library) -> None:
+    """Raise `PlanError` naming the problem (and a format that can) when `library` cannot express `plan`."""
+    if plan.is_empty:
+        raise PlanError("plan: no module in any layer; nothing to build")
+    chosen = library_for(plan)
+    if library == "peft" and chosen != "peft":
+        raise PlanError(f"peft cannot express {' + '.join(plan.families)}: it holds one adapter type per model "
+                        f"({', '.join(f for f in families.NAMES if 'peft' in families.get(f).libraries)}); "
+                        "use the adapters (AdapterHub) format")
     for m in plan.active:
-        sizes = {s for s in m.sizes if s}
-        if m.family == "lora" and (len(sizes) > 1 or m.targets != "qv"):
-            raise PlanError(
-                "adapters cannot express LoRA with per-layer ranks or targets other than qv; "
-                "use the peft format (LoRA alone)"
-            )
-        if m.family == "prefix" and len(sizes) > 1:
-            raise PlanError("prefix.sizes: adapters needs one prefix length for all layers; use a single length")
+        fam = families.get(m.family)
+        if library not in fam.libraries:
+            raise PlanError(f"{library} cannot build {m.family}; use the {fam.libraries[0]} format")
+        problem = fam.check(m, library)
+        if problem:
+            raise PlanError(problem)
 
 
-def layer_cost(structure: ModelStructure, family: str, size: int, library: str, targets: str | None = None) -> int:
-    """Parameters that `family` at `size` adds to one layer when built by `library`."""
-    if size == 0:
-        return 0
-    h = structure.hidden_size
-    if family == "lora":
-        if library == "adapters":
-            q_out = structure.num_attention_heads * structure.head_dim
-            v_out = structure.num_kv_heads * structure.head_dim
-            return size * ((h + q_out) + (h + v_out))
-        return size * sum(lin.in_features + lin.out_features for lin in structure.select("lora", targets or "qv"))
-    if family == "ia3":
-        if library == "adapters":
-            return _adapters_ia3_layer_cost(structure)
-        feedforward = set(structure.ia3_feedforward())
-        return sum(lin.in_features if lin in feedforward else lin.out_features for lin in structure.select("ia3", "kv-ffn"))
-    if family in ("serial", "parallel"):
-        return 2 * h * size + size + h
-    if family == "prefix":
-        return size * 2 * structure.num_kv_heads * structure.head_dim
-    raise PlanError(f"family: unknown family {family!r}")
-
-
-def module_params(structure: ModelStructure, module: ModulePlan, library: str) -> int:
-    return sum(layer_cost(structure, module.family, s, library, module.targets) for s in module.sizes)
+def module_params(structure: ModelStructure, module: ModulePlan, library: Library) -> int:
+    fam = families.get(module.family)
+    return sum(fam.layer_cost(structure, module, s, library) for s in module.sizes if s)
 
 
 def count_plan(plan: Plan, structure: ModelStructure) -> ParamCount:
     """Exact trainable adapter parameters of `plan` on the model described by `structure`."""
     if plan.num_layers != structure.num_layers:
         raise PlanError(f"num_layers: the model has {structure.num_layers} layers, the plan {plan.num_layers}")
-    library = library_for(plan)
-    total = sum(module_params(structure, m, library) for m in plan.active)
+    total = 0
+    if not plan.is_empty:
+        library = library_for(plan)
+        total = sum(module_params(structure, m, library) for m in plan.active)
     return ParamCount(params=total, base_params=structure.base_params)
-
-
-def _adapters_ia3_layer_cost(structure: ModelStructure) -> int:
-    return _probe_adapters_ia3(structure.config_json)
-
-
-@functools.lru_cache(maxsize=32)
-def _probe_adapters_ia3(config_json: str) -> int:
-    """IA3 vectors adapters puts in one layer (its per-architecture placement), counted on the meta device."""
-    import adapters
-    from transformers import AutoConfig, AutoModel
-
-    data = json.loads(config_json)
-    for name in LAYER_COUNT_ATTRS:
-        if name in data:
-            data[name] = 1
-    log = logging.getLogger("adapters")
-    level = log.level
-    log.setLevel(logging.ERROR)  # adapters warns "none are activated" while it builds the probe: not the user's concern
-    try:
-        with torch.device("meta"):
-            model = AutoModel.from_config(AutoConfig.for_model(**data))
-            adapters.init(model)
-            model.add_adapter("probe", config=adapters.IA3Config(**ADAPTERS_IA3_PLACEMENT))
-        model.train_adapter("probe")
-    finally:
-        log.setLevel(level)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -2,8 +2,9 @@
 
 The model is instantiated on the ``meta`` device (shapes, no weights, no memory), so any Hugging Face
 architecture works without hard-coding module names: the transformer blocks are the `nn.ModuleList`
-whose length is the config's layer count, and the linear layers inside one block are classified by
-peft's own per-architecture target tables, with name-based fallbacks for unknown model types.
+whose length is the config's layer count, and `ModelStructure` lists the linear layers inside one
+block. Which of them a target group means is each family's business (`search_spaces/families/`),
+using peft's per-architecture target tables (`peft_default`) with name-based fallbacks.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-
-from autopeft.search_spaces.plan import PlanError
 
 
 class ModelError(ValueError):
@@ -54,43 +53,23 @@ class ModelStructure:
     linears: tuple[LinearLayer, ...]
     config_json: str = field(default="{}", repr=False, compare=False)
 
-    def select(self, family: str, targets: str) -> tuple[LinearLayer, ...]:
-        """Linear layers of one block that LoRA (`family="lora"`) or IA3 target for a target group."""
-        if family == "ia3":
-            names = _peft_table("IA3_TARGET", self.model_type) or _FALLBACK_IA3
-            return tuple(lin for lin in self.linears if _suffix_in(lin.path, names))
-        if targets == "qv":
-            names = _peft_table("LORA_TARGET", self.model_type) or _FALLBACK_QV
-            return tuple(lin for lin in self.linears if _suffix_in(lin.path, names))
-        if targets == "attention":
-            return tuple(lin for lin in self.linears if _ATTENTION.search(lin.path))
-        if targets == "all-linear":
-            return self.linears
-        raise PlanError(f"{family}.targets: unknown target group {targets!r}")
+    def named(self, names) -> tuple[LinearLayer, ...]:
+        """Linear layers whose path is one of `names` or ends in ``.name`` (peft's target matching rule)."""
+        return tuple(lin for lin in self.linears if any(lin.path == n or lin.path.endswith("." + n) for n in names))
 
-    def ia3_feedforward(self) -> tuple[LinearLayer, ...]:
-        """IA3 targets that scale their input (feed-forward) rather than their output."""
-        names = _peft_table("IA3_FEEDFORWARD", self.model_type) or _FALLBACK_FFN_OUT
-        return tuple(lin for lin in self.select("ia3", "kv-ffn") if _suffix_in(lin.path, names))
+    def attention_linears(self) -> tuple[LinearLayer, ...]:
+        """Every linear layer of the block's attention sub-module."""
+        return tuple(lin for lin in self.linears if _ATTENTION.search(lin.path))
+
+    def peft_default(self, kind: str) -> tuple[str, ...]:
+        """peft's default target names for this model type; `kind` is e.g. LORA_TARGET, IA3_TARGET, IA3_FEEDFORWARD."""
+        from peft.utils import constants
+
+        table = getattr(constants, f"TRANSFORMERS_MODELS_TO_{kind}_MODULES_MAPPING")
+        return tuple(table.get(self.model_type, ()))
 
 
 _ATTENTION = re.compile(r"(^|\.)[^.]*(attn|attention)[^.]*\.")
-_FALLBACK_QV = ("query", "value", "q_proj", "v_proj", "q_lin", "v_lin", "c_attn", "qkv", "query_key_value", "Wqkv")
-_FALLBACK_FFN_OUT = ("output.dense", "down_proj", "fc2", "mlp.c_proj", "out_lin", "dense_4h_to_h")
-_FALLBACK_IA3 = ("key", "value", "k_proj", "v_proj", "k_lin", "v_lin", "c_attn", "qkv", *_FALLBACK_FFN_OUT)
-
-
-def _suffix_in(path: str, names) -> bool:
-    """peft's matching rule: a target name matches a module path equal to it or ending in ``.name``."""
-    return any(path == n or path.endswith("." + n) for n in names)
-
-
-def _peft_table(kind: str, model_type: str) -> tuple[str, ...]:
-    """peft's default target names for a model type; `kind` is LORA_TARGET, IA3_TARGET or IA3_FEEDFORWARD."""
-    from peft.utils import constants
-
-    table = getattr(constants, f"TRANSFORMERS_MODELS_TO_{kind}_MODULES_MAPPING")
-    return tuple(table.get(model_type, ()))
 
 
 def _linear_shape(module: nn.Module) -> tuple[int, int, bool] | None:

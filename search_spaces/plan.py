@@ -5,15 +5,16 @@ Serial form (YAML or JSON)::
     format: autopeft-plan/v1
     num_layers: 12
     modules:
-      - family: lora          # lora | ia3 | serial | parallel | prefix
+      - family: lora          # a name of the family registry (search_spaces/families)
         sizes: [0, 0, 8, 8, 8, 16, 0, 0, 0, 0, 0, 0]   # per layer; 0 = not in that layer
-        targets: qv           # lora / ia3: target module group (see TARGET_GROUPS)
-        alpha: 16             # lora only: lora_alpha
+        targets: qv           # families with target groups (Family.target_groups)
+        alpha: 16             # families that take alpha (lora_alpha, LoHa/LoKr alpha)
+        use_dora: true        # the family's on/off options, written only when on
       - family: serial
         sizes: [48, 48, 0, 0, 0, 0, 0, 0, 0, 0, 0, 48]  # bottleneck width per layer
 
-`sizes` is a LoRA rank, a bottleneck width (serial / parallel adapters), a prefix length, or 1 for
-IA3 (which has no size: 1 = on).
+`sizes` is what the family's `size_name` says: a LoRA/LoHa/LoKr rank, a bottleneck width (serial /
+parallel adapters), a prefix length, or 1 for IA3 (which has no size: 1 = on).
 """
 
 from __future__ import annotations
@@ -24,47 +25,54 @@ from typing import Any
 
 import yaml
 
+from autopeft.search_spaces import families
+from autopeft.search_spaces.errors import PlanError
+from autopeft.search_spaces.families.base import option_values
+
+_MODULE_KEYS = ("family", "sizes", "targets", "alpha")
+
 PLAN_FORMAT = "autopeft-plan/v1"
-FAMILIES = ("lora", "ia3", "serial", "parallel", "prefix")
-# Target module groups. qv: the attention query and value projections (a fused qkv counts);
-# attention: every linear layer of the attention block; all-linear: every linear layer of the block.
-# ia3: keys, values and the feed-forward output (peft's IA3 default).
-TARGET_GROUPS = {"lora": ("qv", "attention", "all-linear"), "ia3": ("kv-ffn",)}
-DEFAULT_TARGETS = {"lora": "qv", "ia3": "kv-ffn"}
-
-
-class PlanError(ValueError):
-    """A plan that is malformed or cannot be built; the message names the field."""
 
 
 @dataclass(frozen=True)
 class ModulePlan:
-    """One module family placed in some layers. `sizes[i]` is its size in layer i (0 = absent)."""
+    """One module family placed in some layers. `sizes[i]` is its size in layer i (0 = absent).
+
+    `targets` and `alpha` default to the family's (None where it takes none); `options` holds the
+    family's on/off options (e.g. LoRA's ``use_dora``), given as a mapping and kept as sorted
+    (name, value) pairs with every option of the family.
+    """
 
     family: str
     sizes: tuple[int, ...]
     targets: str | None = None
     alpha: float | None = None
+    options: Any = ()
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise PlanError(f"family: expected one of {', '.join(FAMILIES)}, got {self.family!r}")
+        fam = families.get(self.family)
         if any((not isinstance(s, int)) or s < 0 for s in self.sizes):
             raise PlanError(f"{self.family}.sizes: expected non-negative integers, got {list(self.sizes)}")
-        groups = TARGET_GROUPS.get(self.family)
-        if groups is None and self.targets is not None:
-            raise PlanError(f"{self.family}.targets: only lora and ia3 take targets, got {self.targets!r}")
-        if groups is not None:
+        groups = fam.target_groups
+        if not groups and self.targets is not None:
+            raise PlanError(f"{self.family}.targets: {self.family} takes no targets, got {self.targets!r}")
+        if groups:
             if self.targets is None:
-                object.__setattr__(self, "targets", DEFAULT_TARGETS[self.family])
+                object.__setattr__(self, "targets", groups[0])
             elif self.targets not in groups:
                 raise PlanError(f"{self.family}.targets: expected one of {', '.join(groups)}, got {self.targets!r}")
-        if self.family == "lora" and self.alpha is None:
-            object.__setattr__(self, "alpha", 16.0)
-        if self.family != "lora" and self.alpha is not None:
-            raise PlanError(f"{self.family}.alpha: only lora takes alpha, got {self.alpha!r}")
-        if self.family == "ia3" and any(s > 1 for s in self.sizes):
-            raise PlanError(f"ia3.sizes: IA3 has no size, expected 0 or 1 per layer, got {list(self.sizes)}")
+        if fam.default_alpha is None and self.alpha is not None:
+            raise PlanError(f"{self.family}.alpha: {self.family} takes no alpha, got {self.alpha!r}")
+        if fam.default_alpha is not None:
+            object.__setattr__(self, "alpha", float(fam.default_alpha if self.alpha is None else self.alpha))
+        if fam.max_size is not None and any(s > fam.max_size for s in self.sizes):
+            raise PlanError(f"{self.family}.sizes: expected sizes up to {fam.max_size} per layer "
+                            f"({fam.size_name}), got {list(self.sizes)}")
+        object.__setattr__(self, "options", option_values(fam, self.options))
+
+    def option(self, name: str) -> bool:
+        """The value of on/off option `name` (KeyError when the family has no such option)."""
+        return dict(self.options)[name]
 
     @property
     def layers(self) -> tuple[int, ...]:
@@ -77,6 +85,7 @@ class ModulePlan:
             out["targets"] = self.targets
         if self.alpha is not None:
             out["alpha"] = self.alpha
+        out.update({name: True for name, on in self.options if on})  # off (the default) is left out
         return out
 
 
@@ -118,17 +127,7 @@ class Plan:
         """Short human text, e.g. ``lora r8@L2-5 qv a16 + serial d48@L0,1,11``."""
         if self.is_empty:
             return "(no modules)"
-        parts = []
-        for m in self.active:
-            letter = {"lora": "r", "serial": "d", "parallel": "d", "prefix": "l"}.get(m.family)
-            sizes = "/".join(str(s) for s in sorted({s for s in m.sizes if s}))
-            text = f"{m.family}{f' {letter}{sizes}' if letter else ''}@L{_ranges(m.layers)}"
-            if m.targets:
-                text += f" {m.targets}"
-            if m.alpha is not None:
-                text += f" a{m.alpha:g}"
-            parts.append(text)
-        return " + ".join(parts)
+        return " + ".join(families.get(m.family).summary(m) for m in self.active)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": PLAN_FORMAT, "num_layers": self.num_layers, "modules": [m.to_dict() for m in self.modules]}
@@ -147,6 +146,7 @@ class Plan:
                     sizes=tuple(int(s) for s in m["sizes"]),
                     targets=m.get("targets"),
                     alpha=None if m.get("alpha") is None else float(m["alpha"]),
+                    options={k: v for k, v in m.items() if k not in _MODULE_KEYS},
                 )
                 for m in data.get("modules", [])
             )
@@ -164,15 +164,3 @@ class Plan:
     def from_text(cls, text: str) -> Plan:
         """Parse the YAML or JSON serial form (JSON is YAML)."""
         return cls.from_dict(yaml.safe_load(text))
-
-
-def _ranges(layers: tuple[int, ...]) -> str:
-    """(0, 1, 2, 5) → '0-2,5'."""
-    out, start = [], None
-    for i, layer in enumerate(layers):
-        if start is None:
-            start = layer
-        if i + 1 == len(layers) or layers[i + 1] != layer + 1:
-            out.append(f"{start}-{layer}" if layer > start else f"{start}")
-            start = None
-    return ",".join(out)

@@ -19,7 +19,7 @@ def test_wheel_ships_one_top_level_package_and_imports_from_a_fresh_venv(tmp_pat
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top == {"autopeft"}
-    for space in ("autopeft.yaml", "lora.yaml", "mixed.yaml"):
+    for space in ("autopeft.yaml", "lora.yaml", "lora-variants.yaml", "mixed.yaml"):
         assert f"autopeft/search_spaces/{space}" in names
 
     env = tmp_path / "venv"
@@ -35,4 +35,4 @@ def test_wheel_ships_one_top_level_package_and_imports_from_a_fresh_venv(tmp_pat
             "print(s.__file__); print(sorted(s.builtin_spaces()))")
     out = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path).stdout.split("\n")
     assert out[0].startswith(str(site))
-    assert out[1] == "['autopeft', 'lora', 'mixed']"
+    assert out[1] == "['autopeft', 'lora', 'lora-variants', 'mixed']"

@@ -15,7 +15,7 @@ BERT_BASE = structure_of(BertConfig())
 
 
 def test_builtin_spaces_are_registered():
-    assert {"autopeft", "lora", "mixed"} <= set(builtin_spaces())
+    assert {"autopeft", "lora", "lora-variants", "mixed"} <= set(builtin_spaces())
 
 
 def test_autopeft_space_has_15_dimensions_on_a_12_layer_model_with_paper_sizes():
@@ -104,5 +104,5 @@ def test_bad_space_files_get_one_line_errors(tmp_path, text, message):
 
 
 def test_unknown_space_name_lists_the_builtin_ones():
-    with pytest.raises(SpaceError, match="autopeft, lora, mixed"):
+    with pytest.raises(SpaceError, match="autopeft, lora, lora-variants, mixed"):
         load_space("nonexistent", BERT_BASE)

@@ -2,11 +2,13 @@
 
 The optimisers score thousands of candidate configurations per proposal, so decoding each one into a
 `Plan` and counting it (about 0.15 ms each) is too slow. `Feasibility` computes the same exact
-numbers for an ``n x d`` batch at once: the count of a plan is additive over (family, layer), and a
-family's cost in one layer depends only on its size, its target group and the library that builds
-the plan (``search_spaces.counting.library_for``: peft for LoRA alone or IA3 alone, else adapters).
-Per-layer costs come from ``search_spaces.counting.layer_cost`` itself, so the numbers are the ones
-`SearchSpace.count` gives (a test checks equality over random configurations of every built-in space).
+numbers for an ``n x d`` batch at once: the count of a plan is additive over (module, layer), and a
+module's cost in one layer depends only on its size, its other choices (family, targets, alpha,
+options: one *variant*) and the library that builds the plan. The library and the validity of a
+configuration depend only on which families are active: both come from the family registry
+(``search_spaces.families.library_for``) through a table indexed by the active set's bit mask.
+Per-layer costs come from each family's ``layer_cost``, so the numbers are the ones `SearchSpace.count`
+gives (a test checks equality over random configurations of every built-in space).
 
 A configuration is *feasible* when it is valid (some module in some layer, families buildable
 together) and within the budget: ``pct <= budget_pct`` and, when given, ``params <= max_params``.
@@ -14,28 +16,30 @@ together) and within the budget: ``pct <= budget_pct`` and, when given, ``params
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
 from autopeft.optim._encoding import SpaceEncoding
-from autopeft.search_spaces.counting import PEFT_FAMILIES, layer_cost
-from autopeft.search_spaces.space import SearchSpace
-
-LIBRARIES = ("peft", "adapters")
+from autopeft.search_spaces import families
+from autopeft.search_spaces.families.base import LIBRARIES
+from autopeft.search_spaces.space import ModuleSpace, SearchSpace
 
 
 @dataclass(frozen=True)
-class _FamilyLayout:
-    """Where one family's sizes, mask, targets and alpha live in an index vector."""
+class _ModuleLayout:
+    """Where one module's sizes, mask and other choices live in an index vector, and what they cost."""
 
-    family: str
+    module: ModuleSpace
     size_cols: np.ndarray  # L columns (per-layer sizes) or 1 column (shared size)
     mask_cols: np.ndarray | None  # L flag columns, or None for per-layer sizes
-    targets_col: int | None
-    alpha_col: int | None
-    targets: tuple[str | None, ...]
-    costs: np.ndarray  # library x targets x size-choice → parameters in one layer
+    choice_cols: np.ndarray  # k columns: the module's categorical dims (family, targets, alpha, options)
+    strides: np.ndarray  # k: variant index = sum(choice index * stride)
+    family_col: int | None  # column of the family choice (None: one family)
+    family_ids: np.ndarray  # family choice index → position in Feasibility.families
+    relevant: np.ndarray  # family choice x k: whether the chosen family uses that dim
+    costs: np.ndarray  # library x variant x size choice → parameters in one layer
 
 
 class Feasibility:
@@ -55,54 +59,83 @@ class Feasibility:
         self.budget_pct = float(budget_pct) if budget_pct is not None else float("inf")
         #: the tighter of the two bounds, as % of the model: the reference point's params coordinate
         self.effective_budget_pct = float(min(limits))
+        #: every family some module can be, in module order: the columns of `active`
+        self.families = tuple(f for m in space.modules for f in m.families)
         self.layouts = tuple(self._layout(m) for m in space.modules)
+        # active-set bit mask → library index (0 peft, 1 adapters) or -1 when no library builds it
+        self._library = np.array([
+            -1 if (lib := families.library_for(f for k, f in enumerate(self.families) if bits >> k & 1)) is None
+            else LIBRARIES.index(lib)
+            for bits in range(2 ** len(self.families))], dtype=np.int64)
 
-    def _layout(self, m) -> _FamilyLayout:
+    def _layout(self, m: ModuleSpace) -> _ModuleLayout:
         pos = self.encoding.position
         L = self.num_layers
         if m.mask is None:
-            size_cols = np.array([pos[f"{m.family}.size.{layer}"] for layer in range(L)])
+            size_cols = np.array([pos[f"{m.name}.size.{layer}"] for layer in range(L)])
             mask_cols = None
         else:
-            size_cols = np.array([pos[f"{m.family}.size"]])
-            mask = "mask" if m.mask == "shared" else f"{m.family}.mask"
-            mask_cols = np.array([pos[f"{mask}.{layer}"] for layer in range(L)])
+            size_cols = np.array([pos[f"{m.name}.size"]])
+            mask_cols = np.array([pos[f"{self.space.mask_of(m)}.{layer}"] for layer in range(L)])
+        dims = m.dims
+        counts = [len(v) for v in dims.values()]
+        strides = np.array([int(np.prod(counts[k + 1:])) for k in range(len(counts))], dtype=np.int64)
         structure = self.space.structure
-        costs = np.array([[[layer_cost(structure, m.family, int(s), lib, t) for s in m.sizes]
-                           for t in m.targets] for lib in LIBRARIES], dtype=np.int64)
-        return _FamilyLayout(
-            family=m.family, size_cols=size_cols, mask_cols=mask_cols,
-            targets_col=pos.get(f"{m.family}.targets"), alpha_col=pos.get(f"{m.family}.alpha"),
-            targets=m.targets, costs=costs,
+        costs = np.zeros((len(LIBRARIES), int(np.prod(counts)), len(m.sizes)), dtype=np.int64)
+        for v, values in enumerate(itertools.product(*dims.values())):
+            proto = m.module_plan((0,) * L, dict(zip(dims, values, strict=True)))
+            fam = families.get(proto.family)
+            for li, lib in enumerate(LIBRARIES):
+                if lib in fam.libraries:
+                    costs[li, v] = [fam.layer_cost(structure, proto, int(s), lib) for s in m.sizes]
+        uses = {"family": lambda f: True, "targets": lambda f: bool(f.target_groups),
+                "alpha": lambda f: f.default_alpha is not None}
+        relevant = np.array([[uses.get(d, lambda f, d=d: d in f.options)(families.get(name)) for d in dims]
+                             for name in m.families], dtype=bool).reshape(len(m.families), len(dims))
+        first = self.families.index(m.families[0])
+        return _ModuleLayout(
+            module=m, size_cols=size_cols, mask_cols=mask_cols,
+            choice_cols=np.array([pos[f"{m.name}.{d}"] for d in dims], dtype=np.int64), strides=strides,
+            family_col=pos.get(f"{m.name}.family"), family_ids=np.arange(first, first + len(m.families)),
+            relevant=relevant, costs=costs,
         )
 
     # --- per-family, per-layer size indices ------------------------------------------------------
-    def size_index(self, Z: np.ndarray, lay: _FamilyLayout) -> np.ndarray:
-        """``n x L`` index of the family's size in each layer (0 = absent)."""
+    def size_index(self, Z: np.ndarray, lay: _ModuleLayout) -> np.ndarray:
+        """``n x L`` index of the module's size in each layer (0 = absent)."""
         if lay.mask_cols is None:
             return Z[:, lay.size_cols]
         return Z[:, lay.size_cols] * Z[:, lay.mask_cols]
 
-    def _targets_index(self, Z: np.ndarray, lay: _FamilyLayout) -> np.ndarray:
-        return Z[:, lay.targets_col] if lay.targets_col is not None else np.zeros(len(Z), dtype=np.int64)
+    def _variant_index(self, Z: np.ndarray, lay: _ModuleLayout) -> np.ndarray:
+        return Z[:, lay.choice_cols] @ lay.strides if len(lay.strides) else np.zeros(len(Z), dtype=np.int64)
+
+    def _family_choice(self, Z: np.ndarray, lay: _ModuleLayout) -> np.ndarray:
+        return Z[:, lay.family_col] if lay.family_col is not None else np.zeros(len(Z), dtype=np.int64)
 
     # --- counts -------------------------------------------------------------------------------------
     def active(self, Z: np.ndarray) -> np.ndarray:
-        """``n x F`` booleans: family present in some layer."""
+        """``n x F`` booleans: family `families[f]` present in some layer."""
         Z = np.atleast_2d(Z)
-        return np.stack([(self.size_index(Z, lay) > 0).any(axis=1) for lay in self.layouts], axis=1)
+        out = np.zeros((len(Z), len(self.families)), dtype=bool)
+        for lay in self.layouts:
+            on = (self.size_index(Z, lay) > 0).any(axis=1)
+            out[np.arange(len(Z)), lay.family_ids[self._family_choice(Z, lay)]] |= on
+        return out
+
+    def _library_index(self, active: np.ndarray) -> np.ndarray:
+        """``n`` library indices (0 peft, 1 adapters, -1 none) of the active family sets."""
+        bits = active.astype(np.int64) @ (1 << np.arange(active.shape[1], dtype=np.int64))
+        return self._library[bits]
 
     def params(self, Z: np.ndarray) -> np.ndarray:
         """``n`` exact trainable-parameter counts (int64)."""
         Z = np.atleast_2d(Z)
-        active = self.active(Z)
-        families = [lay.family for lay in self.layouts]
-        alone_peft = (active.sum(axis=1) == 1) & active[:, [f in PEFT_FAMILIES for f in families]].any(axis=1)
-        library = np.where(alone_peft, 0, 1)
+        library = np.maximum(self._library_index(self.active(Z)), 0)  # invalid rows: any library, never feasible
         total = np.zeros(len(Z), dtype=np.int64)
         for lay in self.layouts:
             idx = self.size_index(Z, lay)
-            per_layer = lay.costs[library[:, None], self._targets_index(Z, lay)[:, None], idx]
+            per_layer = lay.costs[library[:, None], self._variant_index(Z, lay)[:, None], idx]
             total += per_layer.sum(axis=1)
         return total
 
@@ -111,13 +144,9 @@ class Feasibility:
         return 100.0 * self.params(Z) / self.base_params
 
     def valid(self, Z: np.ndarray) -> np.ndarray:
-        """``n`` booleans: some module somewhere, and no LoRA together with IA3 (no library builds that)."""
+        """``n`` booleans: some module somewhere, and some library builds the active families together."""
         active = self.active(Z)
-        families = [lay.family for lay in self.layouts]
-        ok = active.any(axis=1)
-        if "lora" in families and "ia3" in families:
-            ok &= ~(active[:, families.index("lora")] & active[:, families.index("ia3")])
-        return ok
+        return active.any(axis=1) & (self._library_index(active) >= 0)
 
     def feasible(self, Z: np.ndarray) -> np.ndarray:
         """``n`` booleans: valid and within the budget."""
@@ -141,8 +170,9 @@ class Feasibility:
     def plan_keys(self, Z: np.ndarray) -> list[bytes]:
         """A key per row that is equal exactly when two configurations decode to the same trained plan.
 
-        Parameters that do not matter (the mask of a family whose size is 0, the targets or alpha of
-        an absent family) are dropped, so e.g. two configurations differing only there are one.
+        Parameters that do not matter (the mask of a module whose size is 0, the choices of an absent
+        module, an option the chosen family does not have) are dropped, so e.g. two configurations
+        differing only there are one.
         """
         Z = np.atleast_2d(Z)
         parts = []
@@ -150,9 +180,9 @@ class Feasibility:
             idx = self.size_index(Z, lay)
             on = (idx > 0).any(axis=1, keepdims=True)
             parts.append(idx)
-            for col in (lay.targets_col, lay.alpha_col):
-                if col is not None:
-                    parts.append(np.where(on, Z[:, col : col + 1], -1))
+            if len(lay.choice_cols):
+                used = on & lay.relevant[self._family_choice(Z, lay)]
+                parts.append(np.where(used, Z[:, lay.choice_cols], -1))
         canon = np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.int64)
         return [row.tobytes() for row in canon]
 

@@ -8,13 +8,17 @@ It mimics what the PEFT literature reports, so that optimisers can be compared i
 - **diminishing returns in size/rank**: a family of size ``s`` in a layer gives capacity
   ``c = eff_f * (1 - exp(-s / scale_f))`` with a family efficiency ``eff_f`` and a size scale
   ``scale_f`` (LoRA rank scale 4, or 8 / 12 for attention / all-linear targets; bottleneck adapters
-  hidden/64; prefix 16 tokens; IA3 has no size);
-- **interactions between families**: families acting on the same sub-layer substitute for each
-  other (``1 - prod(1 - c)`` per sub-layer: attention side = LoRA, prefix, parallel adapter;
-  feed-forward side = serial adapter, IA3), while the two sides complement each other — a layer
-  scores ``(0.65 a + 0.35 f + 0.3 a f) / 1.3`` for attention capacity ``a`` and feed-forward ``f``;
-- LoRA targets widen capacity (qv x1, attention x1.15, all-linear x1.3) and ``alpha`` works best
-  near ``2 r`` (a mild Gaussian penalty in ``log2(alpha / 2r)``);
+  hidden/64; prefix 16 tokens; IA3 has no size). Each family declares its own term
+  (`Family.synthetic_capacity` in ``search_spaces/families``; efficiencies: LoRA 1, LoHa 0.95,
+  parallel 0.95, serial 0.9, LoKr 0.9, prefix 0.7, IA3 0.5);
+- **interactions between families**: families acting on the same sub-layer (`Family.synthetic_side`)
+  substitute for each other (``1 - prod(1 - c)`` per sub-layer: attention side = LoRA, LoHa, LoKr,
+  prefix, parallel adapter; feed-forward side = serial adapter, IA3), while the two sides complement
+  each other — a layer scores ``(0.65 a + 0.35 f + 0.3 a f) / 1.3`` for attention capacity ``a`` and
+  feed-forward ``f``;
+- low-rank targets widen capacity (qv x1, attention x1.15, all-linear x1.3) and ``alpha`` works best
+  near ``2 r`` (a mild Gaussian penalty in ``log2(alpha / 2r)``; under rsLoRA, whose scaling is
+  alpha / sqrt(r), near ``2 sqrt(r)``); DoRA adds 4% (Liu et al. 2024 report about a point over LoRA);
 - **too many parameters hurt slightly with little data** (Pu et al. 2023): ``-0.02 * min(1, pct / 2)``;
 - the metric is ``floor + (top - floor) * (1 - exp(-4 q)) / (1 - exp(-4))`` for the depth-weighted
   mean layer score ``q`` (chance ``floor = 0.5``, ``top = 0.92``: an SST-2-like accuracy);
@@ -33,16 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from autopeft.search_spaces.plan import Plan
+from autopeft.search_spaces import families
+from autopeft.search_spaces.plan import ModulePlan, Plan
 from autopeft.search_spaces.space import SearchSpace
 
 FLOOR, TOP = 0.5, 0.92
 NOISE_SD = 0.004
-EFFICIENCY = {"lora": 1.0, "parallel": 0.95, "serial": 0.9, "prefix": 0.7, "ia3": 0.5}
-ATTENTION_SIDE = ("lora", "prefix", "parallel")
-FFN_SIDE = ("serial", "ia3")
-TARGET_GAIN = {"qv": 1.0, "attention": 1.15, "all-linear": 1.3, "kv-ffn": 1.0, None: 1.0}
-TARGET_SCALE = {"qv": 4.0, "attention": 8.0, "all-linear": 12.0}
 
 
 def layer_weights(num_layers: int) -> np.ndarray:
@@ -52,26 +52,11 @@ def layer_weights(num_layers: int) -> np.ndarray:
     return 0.25 + 0.75 * (np.arange(num_layers) / (num_layers - 1)) ** 1.5
 
 
-def _size_scale(family: str, size_hint: int, targets: str | None) -> float:
-    if family == "lora":
-        return TARGET_SCALE.get(targets or "qv", 4.0)
-    if family in ("serial", "parallel"):
-        return max(size_hint / 64.0, 1.0)
-    if family == "prefix":
-        return 16.0
-    return 1.0  # ia3: on/off
-
-
-def capacity(family: str, size: int, hidden: int, targets: str | None = None, alpha: float | None = None) -> float:
-    """Capacity in [0, ~1.3] one family of `size` gives one layer (diminishing returns in size)."""
-    if size <= 0:
-        return 0.0
-    c = EFFICIENCY[family] * (1.0 - math.exp(-size / _size_scale(family, hidden, targets)))
-    if family == "lora":
-        c *= TARGET_GAIN.get(targets, 1.0)
-        if alpha is not None:
-            c *= math.exp(-0.05 * math.log2(alpha / (2.0 * size)) ** 2)
-    return c
+def capacity(family: str, size: int, hidden: int, targets: str | None = None, alpha: float | None = None,
+             options: dict[str, bool] | None = None) -> float:
+    """Capacity in [0, ~1.3] one family of `size` gives one layer (the family's `synthetic_capacity`)."""
+    module = ModulePlan(family, (size,), targets=targets, alpha=alpha, options=options or {})
+    return families.get(family).synthetic_capacity(module, size, hidden)
 
 
 def quality(plan: Plan, hidden: int) -> float:
@@ -80,14 +65,11 @@ def quality(plan: Plan, hidden: int) -> float:
     w = layer_weights(L)
     score = np.zeros(L)
     for layer in range(L):
-        att_miss, ffn_miss = 1.0, 1.0
+        miss = {"attention": 1.0, "ffn": 1.0}
         for m in plan.active:
-            c = min(capacity(m.family, m.sizes[layer], hidden, m.targets, m.alpha), 1.0)
-            if m.family in ATTENTION_SIDE:
-                att_miss *= 1.0 - c
-            else:
-                ffn_miss *= 1.0 - c
-        a, f = 1.0 - att_miss, 1.0 - ffn_miss
+            fam = families.get(m.family)
+            miss[fam.synthetic_side] *= 1.0 - min(fam.synthetic_capacity(m, m.sizes[layer], hidden), 1.0)
+        a, f = 1.0 - miss["attention"], 1.0 - miss["ffn"]
         score[layer] = (0.65 * a + 0.35 * f + 0.3 * a * f) / 1.3
     return float(np.dot(w, score) / w.sum())
 

@@ -118,7 +118,8 @@ function studyHeader(s) {
       stat("budget", s.budget_pct === null ? "none" : `${s.budget_pct}%`)));
 }
 
-const FAMILIES = ["lora", "ia3", "serial", "parallel", "prefix"];
+// the family registry's names, in its order (search_spaces/families), from the page shell
+const FAMILIES = (body.dataset.families || "").split(",").filter(Boolean);
 const STATES = ["complete", "running", "waiting", "fail", "pruned"];
 
 function trialsTable(studyId, onChange) {
