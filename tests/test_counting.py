@@ -9,18 +9,28 @@ import torch
 from transformers import AutoModel
 
 from autopeft.backends import apply_plan, trainable_parameters
-from autopeft.search_spaces import ModulePlan, Plan, builtin_spaces, count_plan, load_space, structure_of
+from autopeft.search_spaces import ModulePlan, Plan, PlanError, builtin_spaces, count_plan, families, load_space, structure_of
 from tests.models import TINY_CONFIGS
 
-# One single-family plan per family, with sizes that differ per layer where the library allows it.
+# The family table: one or more single-family plans per registered family, with sizes that differ per
+# layer where the library allows it. Adding a family = one module in search_spaces/families + a row here.
 FAMILY_PLANS = {
     "lora-qv": ModulePlan("lora", (4, 0, 2, 4), targets="qv", alpha=8),
     "lora-attention": ModulePlan("lora", (0, 2, 2, 0), targets="attention", alpha=16),
     "lora-all-linear": ModulePlan("lora", (1, 2, 4, 8), targets="all-linear", alpha=16),
+    "lora-dora": ModulePlan("lora", (2, 0, 4, 4), targets="all-linear", options={"use_dora": True}),
+    "lora-rslora": ModulePlan("lora", (8, 8, 0, 2), targets="attention", options={"use_rslora": True}),
+    "lora-dora-rslora": ModulePlan("lora", (0, 4, 4, 4), targets="qv", options={"use_dora": True, "use_rslora": True}),
     "ia3": ModulePlan("ia3", (1, 0, 1, 1)),
     "serial": ModulePlan("serial", (8, 0, 3, 8)),
     "parallel": ModulePlan("parallel", (0, 16, 16, 1)),
     "prefix": ModulePlan("prefix", (5, 5, 0, 5)),
+    "loha-qv": ModulePlan("loha", (2, 4, 0, 4), targets="qv", alpha=8),
+    "loha-all-linear": ModulePlan("loha", (1, 1, 8, 16), targets="all-linear"),
+    # LoKr: ranks on both sides of peft's full-factor threshold (r >= max(k, n) / 2), with and without decompose_both
+    "lokr-attention": ModulePlan("lokr", (1, 2, 8, 16), targets="attention"),
+    "lokr-all-linear": ModulePlan("lokr", (0, 4, 2, 1), targets="all-linear", alpha=16),
+    "lokr-decompose-both": ModulePlan("lokr", (1, 2, 3, 16), targets="all-linear", options={"decompose_both": True}),
 }
 UNION_PLANS = {
     "lora+bottlenecks+prefix": (ModulePlan("lora", (4, 4, 0, 0), targets="qv", alpha=8),),
@@ -39,11 +49,22 @@ def instantiated_count(model_name: str, plan: Plan) -> int:
     return trainable_parameters(apply_plan(model, plan, structure_of(model.config)))
 
 
+def test_every_registered_family_has_a_row_in_the_family_table():
+    assert {m.family for m in FAMILY_PLANS.values()} == set(families.NAMES)
+
+
 @pytest.mark.parametrize("model_name", sorted(TINY_CONFIGS))
 @pytest.mark.parametrize("family", sorted(FAMILY_PLANS))
 def test_single_family_count_matches_instantiated_model(model_name, family):
     plan = Plan(num_layers=4, modules=(FAMILY_PLANS[family],))
-    expected = count_plan(plan, structure_of(TINY_CONFIGS[model_name]()))
+    structure = structure_of(TINY_CONFIGS[model_name]())
+    reason = families.get(plan.modules[0].family).unavailable(structure)
+    if reason:  # LoHa / LoKr on GPT-2's Conv1D: refused in one line, before anything is built
+        assert "Conv1D" in reason
+        with pytest.raises(PlanError, match="Conv1D"):
+            count_plan(plan, structure)
+        return
+    expected = count_plan(plan, structure)
     assert expected.params > 0
     assert instantiated_count(model_name, plan) == expected.params
 

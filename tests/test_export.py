@@ -7,12 +7,14 @@ from transformers import AutoModel
 
 from autopeft.backends import trainable_parameters
 from autopeft.export import export_plan
-from autopeft.search_spaces import ModulePlan, Plan, PlanError, count_plan, structure_of
+from autopeft.search_spaces import ModulePlan, Plan, PlanError, count_plan, families, structure_of
 from tests.models import TINY_CONFIGS
+from tests.test_counting import FAMILY_PLANS
 
+# Every row of the family table that peft builds (LoRA with DoRA/rsLoRA, IA3, LoHa, LoKr), plus one.
 PEFT_PLANS = {
     "lora-per-layer-ranks": Plan(4, (ModulePlan("lora", (2, 0, 4, 8), targets="attention", alpha=16),)),
-    "ia3": Plan(4, (ModulePlan("ia3", (0, 1, 1, 1)),)),
+    **{name: Plan(4, (m,)) for name, m in FAMILY_PLANS.items() if families.get(m.family).libraries[0] == "peft"},
 }
 ADAPTERS_PLANS = {
     "serial-per-layer": Plan(4, (ModulePlan("serial", (8, 4, 0, 2)),)),
@@ -21,13 +23,17 @@ ADAPTERS_PLANS = {
 }
 
 
-@pytest.mark.parametrize("model_name", ["bert", "gpt2"])
+@pytest.mark.parametrize("model_name", sorted(TINY_CONFIGS))
 @pytest.mark.parametrize("plan_name", sorted(PEFT_PLANS))
 def test_peft_export_loads_in_peft_with_the_same_count(tmp_path, model_name, plan_name):
     from peft import PeftConfig, get_peft_model
 
     plan, config = PEFT_PLANS[plan_name], TINY_CONFIGS[model_name]()
     structure = structure_of(config)
+    if families.get(plan.modules[0].family).unavailable(structure):  # LoHa / LoKr on GPT-2's Conv1D
+        with pytest.raises(PlanError, match="Conv1D"):
+            export_plan(plan, structure, "peft", tmp_path)
+        return
     path = export_plan(plan, structure, "peft", tmp_path, model="tiny-model")
     assert path.name == "adapter_config.json"
     loaded = PeftConfig.from_pretrained(str(tmp_path))

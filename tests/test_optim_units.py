@@ -19,7 +19,7 @@ from autopeft.optim._feasibility import Feasibility
 from autopeft.optim._local_search import local_search
 from autopeft.optim.bench import Run, summarise, table_rows
 from autopeft.optim.synthetic import SyntheticPeft, capacity, layer_weights
-from autopeft.search_spaces import Plan, load_space, structure_of
+from autopeft.search_spaces import Plan, builtin_spaces, load_space, structure_of
 from autopeft.search_spaces.plan import ModulePlan
 from tests.models import TINY_CONFIGS
 
@@ -29,7 +29,7 @@ def bert_base():
     return structure_of(BertConfig())
 
 
-@pytest.fixture(scope="module", params=["autopeft", "lora", "mixed"])
+@pytest.fixture(scope="module", params=builtin_spaces())
 def bound(request, bert_base):
     space = load_space(request.param, bert_base)
     enc = SpaceEncoding(space)
@@ -80,9 +80,17 @@ def test_onehot_neighbours_take_every_other_value(bert_base):
 
 
 # --- exact counts and feasibility -------------------------------------------------------------------------
+# A user space where a choice of families shares a mask with others (LoRA or IA3, never both with each other).
+CHOICE_SPACE = ("name: c\nmodules:\n  - {family: [lora, ia3], name: la, sizes: [0, 1], mask: shared}\n"
+                "  - {family: serial, sizes: [0, 4, 8], mask: shared}\n  - {family: prefix, sizes: [0, 2], mask: own}\n")
+
+
 @pytest.mark.parametrize("config", ["bert", "llama", "gpt2"])
-@pytest.mark.parametrize("space_name", ["autopeft", "lora", "mixed"])
-def test_vectorised_counts_equal_the_space_counts(config, space_name):
+@pytest.mark.parametrize("space_name", [*builtin_spaces(), "choice-file"])
+def test_vectorised_counts_equal_the_space_counts(tmp_path, config, space_name):
+    if space_name == "choice-file":
+        (tmp_path / "c.yaml").write_text(CHOICE_SPACE)
+        space_name = str(tmp_path / "c.yaml")
     space = load_space(space_name, structure_of(TINY_CONFIGS[config]()))
     enc = SpaceEncoding(space)
     feas = Feasibility(space, enc, 5.0)
@@ -109,12 +117,25 @@ def test_plan_keys_ignore_parameters_that_do_not_matter(bert_base):
     assert k[0] == k[1] != k[2]
 
 
+def test_plan_keys_ignore_options_the_chosen_family_lacks(bert_base):
+    space = load_space("lora-variants", bert_base)
+    enc = SpaceEncoding(space)
+    feas = Feasibility(space, enc, 5.0)
+    base = {n: d.choices[0] for n, d in space.distributions().items()} | {"lowrank.size.11": 8, "lowrank.family": "loha"}
+    dora = base | {"lowrank.use_dora": True}  # LoHa has no DoRA: the same plan
+    lora, lora_dora = base | {"lowrank.family": "lora"}, dora | {"lowrank.family": "lora"}
+    k = feas.plan_keys(np.stack([enc.index(p) for p in (base, dora, lora, lora_dora)]))
+    assert k[0] == k[1] and len({k[0], k[2], k[3]}) == 3
+    assert space.decode(dora) == space.decode(base) and space.decode(lora_dora) != space.decode(lora)
+
+
 def test_random_feasible_and_repair(bound):
     _, enc, feas = bound
     rng = np.random.default_rng(0)
     Z = feas.random_feasible(rng, 30)
     assert Z.shape == (30, enc.d) and feas.feasible(Z).all() and len(set(feas.plan_keys(Z))) == 30
-    big = np.array(enc.sizes - 1)  # every size and flag at its maximum: far over 1%
+    # every size and flag at its maximum, other choices at their first (LoRA, not the tiny LoKr): far over 1%
+    big = np.where([d.role in ("flag", "size", "targets", "alpha") for d in enc.dims], enc.sizes - 1, 0)
     assert not feas.feasible(big)[0]
     fixed = feas.repair(big, rng)
     assert fixed is not None and feas.feasible(fixed)[0]

@@ -41,6 +41,10 @@ SMALL_SPACES = {
     "own+per-layer": "name: s\nmodules:\n  - {family: lora, sizes: [0, 2], per_layer: true, targets: [qv, attention]}\n",
     "lora+ia3": "name: s\nmodules:\n  - {family: lora, sizes: [0, 2], mask: own}\n  - {family: ia3, sizes: [0, 1], mask: own}\n"
                 "  - {family: parallel, sizes: [0, 8], mask: shared}\n",
+    "choice-shared-mask": "name: s\nmodules:\n  - {family: [lora, ia3], name: la, sizes: [0, 1], mask: shared}\n"
+                          "  - {family: serial, sizes: [0, 4], mask: shared}\n  - {family: prefix, sizes: [0, 2], mask: own}\n",
+    "choice-per-layer": "name: s\nmodules:\n  - {family: [lora, loha, lokr], name: lr, sizes: [0, 2], per_layer: true,\n"
+                        "     targets: [qv, all-linear], options: {use_dora: [false, true]}}\n",
 }
 
 

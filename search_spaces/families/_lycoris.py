@@ -8,6 +8,7 @@ model whose blocks hold only Conv1D layers cannot take them.
 from __future__ import annotations
 
 from autopeft.search_spaces.families import _lowrank
+from autopeft.search_spaces.errors import PlanError
 from autopeft.search_spaces.families.base import Family
 
 
@@ -22,7 +23,10 @@ class Lycoris(Family):
     peft_class: str  # LoHaConfig | LoKrConfig
 
     def targets_of(self, structure, targets):
-        return tuple(lin for lin in _lowrank.select(structure, targets, self.name) if not lin.fan_in_fan_out)
+        linears = tuple(lin for lin in _lowrank.select(structure, targets, self.name) if not lin.fan_in_fan_out)
+        if not linears:
+            raise PlanError(self.unavailable(structure) or f"{self.name}.targets: no nn.Linear layer in group {targets!r}")
+        return linears
 
     def unavailable(self, structure):
         if not any(not lin.fan_in_fan_out for lin in structure.linears):
