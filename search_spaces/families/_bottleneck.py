@@ -37,13 +37,19 @@ class Bottleneck(Family):
     size_letter = "d"
     libraries = ("adapters",)
     efficiency: float
+    adapters_class: str  # SeqBnConfig | ParBnConfig
+    placement: dict[str, bool] = {}  # where in the block AdapterHub puts it (its config's flags)
 
     def layer_cost(self, structure, module, size, library):
         h = structure.hidden_size
         return 2 * h * size + size + h if size else 0
 
-    def leave_out(self, module) -> list[int]:
-        return [i for i, s in enumerate(module.sizes) if s == 0]
+    def adapters_config(self, module, structure):
+        import adapters
+
+        return getattr(adapters, self.adapters_class)(
+            reduction_factor=factor_of(module, structure.hidden_size),
+            leave_out=[i for i, s in enumerate(module.sizes) if s == 0], **self.placement)
 
     def synthetic_capacity(self, module, size, hidden):
         if size <= 0:

@@ -7,8 +7,8 @@ model whose blocks hold only Conv1D layers cannot take them.
 
 from __future__ import annotations
 
-from autopeft.search_spaces.families import _lowrank
 from autopeft.search_spaces.errors import PlanError
+from autopeft.search_spaces.families import _lowrank
 from autopeft.search_spaces.families.base import Family
 
 

@@ -6,22 +6,17 @@ there, so the parallel adapter sits at the attention block (``mh_adapter``).
 
 from __future__ import annotations
 
-from autopeft.search_spaces.families._bottleneck import Bottleneck, factor_of
+from autopeft.search_spaces.families._bottleneck import Bottleneck
 
 
 class Parallel(Bottleneck):
     name = "parallel"
     description = "parallel bottleneck adapter beside the attention block (AdapterHub ParBnConfig); width per layer"
     adapters_kind = "parallel"
+    adapters_class = "ParBnConfig"
+    placement = {"mh_adapter": True, "output_adapter": False}
     synthetic_side = "attention"
     efficiency = 0.95
-
-    def adapters_config(self, module, structure):
-        import adapters
-
-        return adapters.ParBnConfig(mh_adapter=True, output_adapter=False,
-                                    reduction_factor=factor_of(module, structure.hidden_size),
-                                    leave_out=self.leave_out(module))
 
 
 FAMILY = Parallel()
