@@ -113,6 +113,10 @@ def test_trials_table_filters(client):
     pareto = client.get(f"/api/studies/{sid}/trials", params={"pareto": "true"}).json()
     assert all(r["pareto"] for r in pareto["rows"]) and pareto["matched"] >= 1
     assert client.get(f"/api/studies/{sid}/trials", params={"family": "ia3"}).json()["matched"] == 0
+    assert client.get(f"/api/studies/{sid}/trials", params={"family": "lokr"}).json()["matched"] == 0
+    assert client.get(f"/api/studies/{sid}/trials", params={"family": "dora"}).status_code == 422
+    # the family filter's choices come from the registry, through the page shell
+    assert 'data-families="lora,ia3,serial,parallel,prefix,loha,lokr"' in client.get(f"/studies/{sid}").text
     assert client.get(f"/api/studies/{sid}/trials", params={"state": "bogus"}).status_code == 422
     assert client.get(f"/api/studies/{sid}/trials", params={"sort": "__class__"}).status_code == 422
 
