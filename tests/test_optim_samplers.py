@@ -214,3 +214,15 @@ def test_mobo_uses_the_model_after_startup(space, problem):
     timings = study.sampler.last_timings
     assert set(timings) >= {"fit", "acquisition", "search"} and timings["evaluations"] > 10
     assert np.isfinite(list(timings.values())).all()
+
+
+def test_mobo_searches_lora_variants_past_startup_without_special_cases():
+    """The family choice, DoRA/rsLoRA flags and LoKr's flat counts are ordinary dimensions to the sampler."""
+    space = load_space("lora-variants", structure_of(TINY_CONFIGS["llama"]()))
+    study = _run("mobo", space, SyntheticPeft(space, seed=0), STARTUP + 3)
+    trials = study.get_trials(deepcopy=False)
+    keys = [_plan_key(space, t.params) for t in trials]
+    assert len(trials) == STARTUP + 3 and len(set(keys)) == len(keys)
+    for t in trials:
+        assert space.is_valid(t.params) and space.count(space.decode(t.params)).pct <= BUDGET
+    assert len({space.decode(t.params).families[0] for t in trials}) >= 2
