@@ -12,6 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from autopeft.search_spaces import families
 from autopeft.study import load_study, pareto_trials
 from benchmarks.dashboard_screenshots import CHROMIUM, CHROMIUM_ARGS, serve
 from benchmarks.dashboard_synthetic import build_study
@@ -78,6 +79,8 @@ def test_study_page_plots_every_point_and_a_click_opens_the_trial(site, page):
     assert dominated_n == len(complete) - len(front)
     assert failed_n == len(failed)
     assert page.locator("#trials tbody tr").count() == min(25, len(trials))
+    options = page.locator("select[aria-label='family'] option").all_inner_texts()
+    assert options == ["any family", *families.NAMES]  # the filter offers the registry's families
     # click a Pareto point: its trial page opens
     k = len(front) // 2
     point = page.locator("#pareto-plot .scatterlayer .trace").nth(2).locator(".points path").nth(k)
