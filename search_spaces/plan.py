@@ -20,6 +20,7 @@ parallel adapters), a prefix length, or 1 for IA3 (which has no size: 1 = on).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +48,7 @@ class ModulePlan:
     sizes: tuple[int, ...]
     targets: str | None = None
     alpha: float | None = None
-    options: Any = ()
+    options: Mapping[str, bool] | tuple[tuple[str, bool], ...] = ()
 
     def __post_init__(self) -> None:
         fam = families.get(self.family)

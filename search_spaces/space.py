@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -154,6 +155,8 @@ def _validate_space(space: SpaceFile, filename: str) -> SpaceFile:
         fams = [families.get(f) for f in m.families]
         if len(fams) > 1 and not m.name:
             raise SpaceError(f"{where}.name: a choice of families needs a name for its parameters, e.g. name: lowrank")
+        if m.name is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", m.name):
+            raise SpaceError(f"{where}.name: expected letters, digits, _ or -, got {m.name!r}")
         if names.count(names[i]) > 1:
             raise SpaceError(f"{where}.name: {names[i]} names two modules; give each its own name")
         if m.per_layer == (m.mask is not None):

@@ -98,6 +98,17 @@ def test_mixed_space_never_counts_lora_with_ia3_as_valid():
         ("name: s\nmodules:\n  - {family: lora, sizes: [0, 4], mask: own, targets: [all-linear]}\n"
          "  - {family: serial, sizes: [0, 4], mask: own}\n", "LoRA targets only qv"),
         ("name: s\nmodules: [\n", "not valid YAML"),
+        ("name: s\nmodules:\n  - {family: [lora, loha], sizes: [0, 4], per_layer: true}\n", "needs a name"),
+        ("name: s\nmodules:\n  - {family: [lora, loha], name: a.b, sizes: [0, 4], per_layer: true}\n", "modules.0.name"),
+        ("name: s\nmodules:\n  - {family: lora, sizes: [0, 4], per_layer: true, options: {use_magic: [true]}}\n",
+         "options.use_magic: not an option of lora"),
+        ("name: s\nmodules:\n  - {family: [lora, ia3], name: x, sizes: [0, 1], mask: own, targets: [qv]}\n", "targets"),
+        ("name: s\nmodules:\n  - {family: loha, sizes: [0, 4], mask: own}\n  - {family: serial, sizes: [0, 4], mask: own}\n",
+         "loha is built by peft alone"),
+        ("name: s\nmodules:\n  - {family: lora, sizes: [0, 4], mask: own, options: {use_dora: [false, true]}}\n"
+         "  - {family: serial, sizes: [0, 4], mask: own}\n", "DoRA"),
+        ("name: s\nmodules:\n  - {family: [lora, serial], name: x, sizes: [0, 4], mask: own}\n"
+         "  - {family: serial, sizes: [0, 4], mask: own}\n", "serial appears twice"),
     ],
 )
 def test_bad_space_files_get_one_line_errors(tmp_path, text, message):
@@ -105,6 +116,13 @@ def test_bad_space_files_get_one_line_errors(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(SpaceError, match=message.replace("|", r"\|")):
         load_space(str(path), BERT_BASE)
+
+
+def test_a_space_only_families_the_model_cannot_hold_is_one_line(tmp_path):
+    path = tmp_path / "loha.yaml"
+    path.write_text("name: s\nmodules:\n  - {family: loha, sizes: [0, 4], per_layer: true}\n")
+    with pytest.raises(SpaceError, match="loha: peft builds it on nn.Linear layers only.*Conv1D"):
+        load_space(str(path), structure_of(TINY_CONFIGS["gpt2"]()))
 
 
 def test_unknown_space_name_lists_the_builtin_ones():

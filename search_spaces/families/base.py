@@ -25,6 +25,7 @@ What a family declares:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from autopeft.search_spaces.errors import PlanError
@@ -100,7 +101,7 @@ class Family:
         return f"<family {self.name}>"
 
 
-def option_values(family: Family, given: dict[str, Any] | tuple | None) -> tuple[tuple[str, bool], ...]:
+def option_values(family: Family, given: Mapping[str, Any] | tuple | None) -> tuple[tuple[str, bool], ...]:
     """`given` on/off options completed with the family's defaults, as sorted (name, value) pairs."""
     given = dict(given or {})
     unknown = sorted(set(given) - set(family.options))
