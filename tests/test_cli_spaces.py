@@ -20,12 +20,17 @@ def test_spaces_lists_builtin_spaces_as_json():
     assert next(r for r in rows if r["name"] == "autopeft")["families"] == ["serial", "parallel", "prefix"]
 
 
-def test_spaces_show_counts_from_a_config_only_directory(tmp_path):
-    TINY_CONFIGS["bert"]().save_pretrained(tmp_path)
+def show_json(space: str, model_name: str, tmp_path) -> dict:
+    """`autopeft spaces show SPACE --format json` on a directory holding only the tiny model's config.json."""
+    TINY_CONFIGS[model_name]().save_pretrained(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
-    result = runner.invoke(app, ["spaces", "show", "autopeft", "--model", str(tmp_path), "--format", "json"])
+    result = runner.invoke(app, ["spaces", "show", space, "--model", str(tmp_path), "--format", "json"])
     assert result.exit_code == 0, result.output
-    info = json.loads(result.output)
+    return json.loads(result.output)
+
+
+def test_spaces_show_counts_from_a_config_only_directory(tmp_path):
+    info = show_json("autopeft", "bert", tmp_path)
     assert info["num_dimensions"] == 3 + 4
     # hidden 32: sizes {0, 1, 2, 4, 8, 16, 32}; 7^3 sizes x 2^4 masks minus all-off points
     assert info["num_valid_configurations"] == 7**3 * 2**4 - 7**3 - 2**4 + 1

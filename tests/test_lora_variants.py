@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from autopeft.cli import app
 from autopeft.study import load_study, open_storage
-from tests.models import TINY_CONFIGS
+from tests.test_cli_spaces import show_json
 
 runner = CliRunner()
 
@@ -24,11 +24,7 @@ def test_spaces_lists_lora_variants_with_its_families():
 
 
 def test_show_lora_variants_on_a_config_only_llama_directory(tmp_path):
-    TINY_CONFIGS["llama"]().save_pretrained(tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
-    result = runner.invoke(app, ["spaces", "show", "lora-variants", "--model", str(tmp_path), "--format", "json"])
-    assert result.exit_code == 0, result.output
-    info = json.loads(result.output)
+    info = show_json("lora-variants", "llama", tmp_path)
     assert set(info["dimensions"]) == {*(f"lowrank.size.{i}" for i in range(4)), "lowrank.family", "lowrank.targets",
                                        "lowrank.alpha", "lowrank.use_dora", "lowrank.use_rslora"}
     assert info["dimensions"]["lowrank.family"] == ["lora", "loha", "lokr"]
@@ -41,10 +37,7 @@ def test_show_lora_variants_on_a_config_only_llama_directory(tmp_path):
 
 
 def test_lora_variants_on_gpt2_leaves_out_the_families_conv1d_cannot_hold(tmp_path):
-    TINY_CONFIGS["gpt2"]().save_pretrained(tmp_path)
-    result = runner.invoke(app, ["spaces", "show", "lora-variants", "--model", str(tmp_path), "--format", "json"])
-    assert result.exit_code == 0, result.output
-    info = json.loads(result.output)
+    info = show_json("lora-variants", "gpt2", tmp_path)
     assert "lowrank.family" not in info["dimensions"] and info["min_plan"].startswith("lora ")
     assert info["num_valid_configurations"] == (5**4 - 1) * 3 * 3 * 2 * 2
 
