@@ -10,10 +10,11 @@ made as soon as a result arrives, so no worker waits for a rung to fill).
 
 Ranking is multi-objective, as in MOASHA (Schmucker et al. 2021, "Multi-objective Asynchronous
 Successive Halving", arXiv 2106.12639; Syne Tune's ``MOASHA``): results are sorted by non-dominated
-front of (rung metric ↑, params % ↓) and, within a front, by NSGA-II crowding distance (Deb et al.
-2002), the front's two ends first; remaining ties go to the higher metric, then fewer params. The
-params % is exact and known before training, so a cheap configuration with a modest metric can stay
-on the front and be promoted: only the metric is a low-fidelity estimate.
+front of (rung metric, params % ↓) — the metric maximised, or minimised with ``maximize=False`` —
+and, within a front, by NSGA-II crowding distance (Deb et al. 2002), the front's two ends first;
+remaining ties go to the better metric, then fewer params. The params % is exact and known before
+training, so a cheap configuration with a modest metric can stay on the front and be promoted: only
+the metric is a low-fidelity estimate.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from autopeft.pareto import Point, pareto_indices
+from autopeft.pareto import Point, oriented, pareto_indices
 
 
 def rung_steps(max_steps: int, eta: int, min_steps: int | None = None) -> list[int]:
@@ -61,9 +62,10 @@ def crowding_distances(front: Sequence[Point]) -> list[float]:
     return distance
 
 
-def rank_order(points: Sequence[Point]) -> list[int]:
+def rank_order(points: Sequence[Point], maximize: bool = True) -> list[int]:
     """Indices of `points` (metric, params %), best first: front by front, crowding distance descending
-    within a front, then metric descending, params ascending, index ascending."""
+    within a front, then best metric, params ascending, index ascending."""
+    points = oriented(points, maximize)
     remaining = list(range(len(points)))
     order: list[int] = []
     while remaining:
@@ -90,14 +92,14 @@ class Decision:
         return data if self.reason is None else {**data, "reason": self.reason}
 
 
-def decide(candidate: Point, recorded: Sequence[Point], eta: int) -> Decision:
+def decide(candidate: Point, recorded: Sequence[Point], eta: int, maximize: bool = True) -> Decision:
     """Promote `candidate` iff it ranks in the top ceil(n / eta) of `recorded` + itself (n results).
 
     `recorded` holds the other results at the same rung (metric, params %), in any order; the
     candidate loses ties against equal earlier results (it is ranked last among equals).
     """
     points = [*recorded, candidate]
-    order = rank_order(points)
+    order = rank_order(points, maximize)
     rank = order.index(len(points) - 1) + 1
     keep = math.ceil(len(points) / eta)
     return Decision(promote=rank <= keep, rank=rank, of=len(points), keep=keep)

@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autopeft.executors import Executor, make_executor, outcome_from_result
 from autopeft.refinement import REFINEMENT_OF, REFINEMENTS, refined_name
 from autopeft.spec import FidelitySpec, SearchSpec, SpecError, build_spec
-from autopeft.study import DIRECTIONS, StudyError, load_study, pareto_trials, stored_spec, study_names
+from autopeft.study import StudyError, load_study, objective_of, pareto_trials, stored_spec, study_names
 
 SEED_ATTRS = ("seed",)  # fidelity fields that vary between the runs of one refinement
 
@@ -188,7 +188,8 @@ def _open_linked(storage, name: str, source: optuna.Study, fidelity: FidelitySpe
     """Create the linked study (or load it), record its attrs, and list it on the source study."""
     if name not in study_names(storage):
         try:
-            linked = optuna.create_study(storage=storage, study_name=name, directions=list(DIRECTIONS))
+            directions = [objective_of(source).direction, "minimize"]
+            linked = optuna.create_study(storage=storage, study_name=name, directions=directions)
         except optuna.exceptions.DuplicatedStudyError:
             linked = optuna.load_study(study_name=name, storage=storage)
     else:

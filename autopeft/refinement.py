@@ -115,9 +115,9 @@ class Comparison:
 
     - `points`: search-front trials, cheapest first (the search front's order);
     - `swaps`: pairs `(a, b)` of refined trials whose order by metric flips: the search ranked `b`
-      above `a`, the refined means rank `a` above `b`;
+      above `a`, the refined means rank `a` above `b` ("above" = better in the metric's direction);
     - `dropped`: search-front trials that are not Pareto-optimal among the refined points (another
-      refined trial has at most their params and at least their refined mean);
+      refined trial has at most their params and an equal or better refined mean);
     - `refined`: how many search-front trials have refined values.
     """
 
@@ -154,15 +154,18 @@ class Comparison:
                 "dropped": list(self.dropped), "refined": self.refined, "reorders": self.reorders, "note": self.note()}
 
 
-def compare(front: Sequence[tuple[int, float, float]], refined: Mapping[int, RefinedValue]) -> Comparison:
+def compare(front: Sequence[tuple[int, float, float]], refined: Mapping[int, RefinedValue],
+            maximize: bool = True) -> Comparison:
     """Compare a search front `[(trial, metric, params_pct)]` with refined values by source trial.
 
     Only refined trials take part in `swaps` and `dropped`. A swap needs strict orders on both sides
     (ties are not swaps); a refined tie with a cheaper trial drops the costlier one from the front.
+    `maximize` is False for a minimised metric (lower is better on both sides).
     """
-    ordered = sorted(front, key=lambda f: (f[2], -f[1], f[0]))
+    sign = 1.0 if maximize else -1.0
+    ordered = sorted(front, key=lambda f: (f[2], -sign * f[1], f[0]))
     done = [f for f in ordered if f[0] in refined]
-    on_front = {done[i][0] for i in pareto_indices([(refined[t].mean, pct) for t, _, pct in done])}
+    on_front = {done[i][0] for i in pareto_indices([(refined[t].mean, pct) for t, _, pct in done], maximize)}
     points = []
     for trial, metric, pct in ordered:
         value = refined.get(trial)
@@ -173,7 +176,7 @@ def compare(front: Sequence[tuple[int, float, float]], refined: Mapping[int, Ref
     for i, (a, metric_a, _) in enumerate(done):
         for b, metric_b, _ in done[i + 1:]:
             for x, mx, y, my in ((a, metric_a, b, metric_b), (b, metric_b, a, metric_a)):
-                if mx < my and refined[x].mean > refined[y].mean:
+                if sign * mx < sign * my and sign * refined[x].mean > sign * refined[y].mean:
                     swaps.append((x, y))
     dropped = [t for t, _, _ in done if t not in on_front]
     return Comparison(points=points, swaps=swaps, dropped=dropped)
@@ -193,6 +196,7 @@ class Refinement:
     values: dict[int, RefinedValue]
     complete: int  # completed runs
     failed: int  # failed runs
+    maximize: bool = True  # the metric's direction (the linked study's first direction)
 
     def describe(self) -> str:
         """e.g. ``dev_accuracy on the dev set, 5 seeds, train_size all, max_steps none, epochs 1.0``."""
@@ -219,8 +223,11 @@ def is_refinement(user_attrs: Mapping[str, Any]) -> bool:
 
 def read_refinement(storage, name: str) -> Refinement:
     """Read linked study `name` through Optuna's storage API (works on a read-only storage); `KeyError` if none."""
+    from optuna.study import StudyDirection
+
     study_id = storage.get_study_id_from_name(name)
     attrs = storage.get_study_user_attrs(study_id)
+    maximize = storage.get_study_directions(study_id)[0] == StudyDirection.MAXIMIZE
     trials = storage.get_all_trials(study_id, deepcopy=False)
     runs, complete, failed = [], 0, 0
     for t in trials:
@@ -231,7 +238,8 @@ def read_refinement(storage, name: str) -> Refinement:
             failed += 1
     return Refinement(name=name, source=str(attrs.get(REFINEMENT_OF, "")), fidelity=dict(attrs.get("fidelity") or {}),
                       seeds=[int(s) for s in attrs.get("seeds") or []], metric=str(attrs.get("metric", "")),
-                      split=str(attrs.get("split", "dev")), values=aggregate(runs), complete=complete, failed=failed)
+                      split=str(attrs.get("split", "dev")), values=aggregate(runs), complete=complete, failed=failed,
+                      maximize=maximize)
 
 
 def latest_refinement(storage, source: str, name: str | None = None) -> Refinement | None:

@@ -27,13 +27,14 @@ import optuna
 from optuna.trial import TrialState
 
 from autopeft.executors import Executor, Outcome, make_executor, outcome_from_result
+from autopeft.objective import Objective
 from autopeft.pareto import hypervolume, pareto_indices
 from autopeft.promotion import Decision, decide, rung_steps
 from autopeft.search_spaces.counting import ParamCount
 from autopeft.search_spaces.plan import Plan
 from autopeft.search_spaces.space import SearchSpace
 from autopeft.spec import SearchSpec
-from autopeft.study import completed, fail_stale_trials, heartbeat, live_drivers, points, reference_point
+from autopeft.study import OBJECTIVE_ATTR, completed, fail_stale_trials, heartbeat, live_drivers, objective_of, points
 
 
 class SearchError(RuntimeError):
@@ -50,6 +51,7 @@ class Progress:
     failed: int = 0
     pruned: int = 0  # configurations stopped below the top rung (successive halving)
     best_metric: float | None = None
+    metric_label: str = "metric"  # the objective's metric and direction, e.g. "eval_loss ↓"
     hypervolume: float = 0.0
     pareto_size: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -84,6 +86,7 @@ class Runner:
         self.study = study
         self.space = space
         self.executor = executor
+        self.objective = objective_of(study)
         self.on_progress = on_progress or (lambda progress: None)
         self._running: dict[int, _Running] = {}
         self._asked: optuna.Trial | None = None  # asked, not yet in _running
@@ -91,7 +94,8 @@ class Runner:
         self._points: list[tuple[float, float]] = []  # (metric, params %) of completed trials
         self.done_this_run = 0  # completed by this process (for the ETA)
         self.turnaround: dict[int, float] = {}  # trial number -> s from submit to recorded (benchmarks)
-        self.progress = Progress(total=spec.execution.trials)
+        self.progress = Progress(total=spec.execution.trials,
+                                 metric_label=f"{self.objective.metric} {self.objective.arrow}")
         # successive halving: params of PRUNED trials -> trial number. autopeft's samplers never propose
         # a stopped configuration again, but an enqueued one (warm start) may be; the runner then fails
         # the new trial ("duplicate") without training it.
@@ -272,7 +276,7 @@ class Runner:
         recorded = [(entry["metric"], t.user_attrs["params_pct"])
                     for t in self.study.get_trials(deepcopy=False) if t.number != running.trial.number
                     for entry in t.user_attrs.get("rungs", ()) if entry["rung"] == rung]
-        decision = decide((metric, running.count.pct), recorded, self.spec.promotion.eta)
+        decision = decide((metric, running.count.pct), recorded, self.spec.promotion.eta, self.objective.maximize)
         if decision.promote and self._completed_in_db() >= self.spec.execution.trials:
             return replace(decision, promote=False, reason="the search reached its target")
         return decision
@@ -320,14 +324,15 @@ class Runner:
         return self.study._storage.get_n_trials(self.study._study_id, state=TrialState.COMPLETE)
 
     def _refresh(self) -> None:
-        ref = reference_point(self.spec)
+        objective = self.objective
+        ref = objective.reference_point(self.spec.budget.max_params_pct)
         within = [m for m, pct in self._points if pct <= ref[1]]
         p = self.progress
         p.completed = len(self._points)
         p.running = len(self._running)
-        p.best_metric = max(within) if within else None
-        p.hypervolume = hypervolume(self._points, ref)
-        p.pareto_size = len(pareto_indices(self._points))
+        p.best_metric = objective.best(within)
+        p.hypervolume = hypervolume(self._points, ref, objective.maximize)
+        p.pareto_size = len(pareto_indices(self._points, objective.maximize))
         self.on_progress(p)
 
 
@@ -351,8 +356,9 @@ class SearchSession:
 
     def best_under(self, max_pct: float) -> int | None:
         """Number of the best completed trial with at most `max_pct` % trainable params."""
+        sign = self.runner.objective.sign
         eligible = [t for t in completed(self.study) if t.values[1] <= max_pct]
-        return max(eligible, key=lambda t: t.values[0]).number if eligible else None
+        return max(eligible, key=lambda t: sign * t.values[0]).number if eligible else None
 
 
 def check_budget(space: SearchSpace, spec: SearchSpec) -> None:
@@ -381,21 +387,24 @@ def prepare_search(spec: SearchSpec, name: str, executor: Executor | None = None
     space = load_space(spec.space, structure_of(load_config(spec.model)))
     check_budget(space, spec)
     data = check_task(spec.model, spec.task, spec.fidelity, data_dir=spec.data_dir)
-    if spec.objectives.metric not in ("auto", *data.task.metrics):
-        raise SearchError(f"objectives.metric: expected auto or one of {', '.join(data.task.metrics)} for "
-                          f"{spec.task}, got {spec.objectives.metric!r}")
+    objective = search_objective(spec, data.task.metric, data.task.metrics)
     sampler = make_sampler(
         spec.optimizer.sampler, space, budget_pct=spec.budget.max_params_pct, max_params=spec.budget.max_params,
-        metric_floor=spec.objectives.metric_floor, n_startup_trials=spec.optimizer.n_startup_trials,
+        metric_reference=objective.reference, n_startup_trials=spec.optimizer.n_startup_trials,
         surrogate=spec.optimizer.surrogate, seed=spec.optimizer.seed,
     )
     new = name not in study_names(storage)
     if new:
         try:
-            create_study(storage, name, spec)
+            create_study(storage, name, spec, objective)
         except optuna.exceptions.DuplicatedStudyError:
             new = False  # another search process created it a moment ago: join it
     study = load_study(storage, name, sampler=sampler)
+    stored = objective_of(study)  # a study made before objectives were stored names no metric: check its direction
+    named = OBJECTIVE_ATTR in study.user_attrs
+    if stored.direction != objective.direction or (named and stored.metric != objective.metric):
+        raise SearchError(f"objectives.metric: study {name!r} {stored.direction}s {stored.metric}, this spec asks for "
+                          f"{objective.metric} ({objective.direction}); resume with the same metric or pick a new --study")
     if new and spec.warm_start:
         warm_start(study, load_study(storage, spec.warm_start), space)
     save_spec(study, spec)
@@ -403,6 +412,31 @@ def prepare_search(spec: SearchSpec, name: str, executor: Executor | None = None
         executor = make_executor(spec)
     runner = Runner(spec, study, space, executor)
     return SearchSession(spec=spec, study=study, space=space, runner=runner, recovered=runner.recover())
+
+
+def search_objective(spec: SearchSpec, task_metric: str, task_metrics: tuple[str, ...]) -> Objective:
+    """The search's first objective: `objectives.metric` (`auto` = the task's official metric), its direction,
+    and its reference value (`metric_floor` when maximised; `metric_ceiling`, else the metric's value for a
+    uniform prediction over the model's vocabulary, when minimised). `SearchError` for a metric the task lacks."""
+    from autopeft.search_spaces import load_config
+    from autopeft.workers.metrics import metric_direction, uniform_prediction_value
+
+    metric = task_metric if spec.objectives.metric == "auto" else spec.objectives.metric
+    if metric not in task_metrics:
+        raise SearchError(f"objectives.metric: expected auto or one of {', '.join(task_metrics)} for "
+                          f"{spec.task}, got {spec.objectives.metric!r}")
+    direction = metric_direction(metric)
+    if direction == "maximize":
+        return Objective(metric, direction, spec.objectives.metric_floor)
+    ceiling = spec.objectives.metric_ceiling
+    if ceiling is None:
+        config = load_config(spec.model)
+        vocab = getattr(config.get_text_config() if hasattr(config, "get_text_config") else config, "vocab_size", None)
+        ceiling = uniform_prediction_value(metric, int(vocab)) if vocab else None
+    if ceiling is None:
+        raise SearchError(f"objectives.metric_ceiling: {metric} is minimised and no default ceiling is known for "
+                          f"{spec.model}; set objectives.metric_ceiling (the worst acceptable {metric})")
+    return Objective(metric, direction, float(ceiling))
 
 
 def warm_start(study: optuna.Study, source: optuna.Study, space: SearchSpace) -> int:

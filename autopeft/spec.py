@@ -42,12 +42,20 @@ class BudgetSpec(_Section):
 
 
 class ObjectivesSpec(_Section):
-    """Maximise `metric` on the held-out split, minimise trainable parameters (% of the model)."""
+    """Optimise `metric` on the held-out split (in its own direction), minimise trainable parameters (% of the model)."""
 
-    metric: str = Field("auto", description="Metric to maximise; `auto` = the task's official metric.")
+    metric: str = Field("auto", description="Metric to optimise; `auto` = the task's official metric. Its direction "
+                                            "is the metric's own (accuracy is maximised, eval_loss minimised).")
     metric_floor: float = Field(
-        0.0, description="Metric value of the hypervolume reference point (worst acceptable metric).",
+        0.0, description="For a maximised metric: the metric value of the hypervolume reference point (worst "
+                         "acceptable metric).",
         json_schema_extra=_expect("a number"),
+    )
+    metric_ceiling: float | None = Field(
+        None, description="For a minimised metric (eval_loss, perplexity): the metric value of the hypervolume "
+                          "reference point (worst acceptable); none = the metric's value for a uniform prediction "
+                          "over the vocabulary (ln V for eval_loss, V for perplexity).",
+        json_schema_extra=_expect("a number or none"),
     )
 
 

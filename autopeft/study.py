@@ -1,7 +1,9 @@
 """The study DB: Optuna RDB storage (SQLite by default, PostgreSQL for clusters), the only store.
 
-A study is 2-objective: values = (task metric ↑, trainable params % ↓). The study's user attrs
-hold the full spec (`spec`), so a study can be resumed from the DB alone. Each trial's user attrs:
+A study is 2-objective: values = (task metric, trainable params % ↓); the metric is maximised or
+minimised as its `Objective` says (Optuna's study directions, and the user attr `objective` =
+{metric, direction, reference}; see `autopeft.objective`). The study's user attrs hold the full spec
+(`spec`), so a study can be resumed from the DB alone. Each trial's user attrs:
 `plan` (autopeft-plan/v1 dict), `plan_summary`, `params`, `params_pct` (set when proposed);
 `result` (the worker's `TrialResult` as a dict: `metrics`, `metric`, `status`, `fidelity`, `seed`,
 `train_seconds`, `eval_seconds`, `peak_memory_mb`, `host`, `device`, ...) once evaluated;
@@ -25,12 +27,13 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from autopeft.objective import Objective, stored_objective
 from autopeft.pareto import hypervolume, pareto_indices
 from autopeft.refinement import REFINEMENT_OF
 from autopeft.spec import SearchSpec
 
-DIRECTIONS = ("maximize", "minimize")
 SPEC_ATTR = "spec"
+OBJECTIVE_ATTR = "objective"
 
 
 class StudyError(ValueError):
@@ -150,14 +153,23 @@ def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
     return [s.study_name for s in storage.get_all_studies()]
 
 
-def create_study(storage, name: str, spec: SearchSpec) -> optuna.Study:
-    """Create study `name` storing `spec`; directions (metric max, params % min)."""
-    study = optuna.create_study(storage=storage, study_name=name, directions=list(DIRECTIONS))
+def create_study(storage, name: str, spec: SearchSpec | None, objective: Objective) -> optuna.Study:
+    """Create study `name` storing `spec` (None: none, e.g. a linked study) and `objective`;
+    directions (the objective's, params % min)."""
+    study = optuna.create_study(storage=storage, study_name=name, directions=[objective.direction, "minimize"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["metric", "params_pct"])
-    save_spec(study, spec)
+    study.set_user_attr(OBJECTIVE_ATTR, objective.to_dict())
+    if spec is not None:
+        save_spec(study, spec)
     return study
+
+
+def objective_of(study: optuna.Study) -> Objective:
+    """The study's first objective; studies made before objectives were stored maximise, with the spec's floor."""
+    attrs = study.user_attrs
+    return stored_objective(attrs.get(OBJECTIVE_ATTR), attrs.get(SPEC_ATTR), study.directions[0].name)
 
 
 def save_spec(study: optuna.Study, spec: SearchSpec) -> None:
@@ -226,15 +238,10 @@ def points(trials: list[FrozenTrial]) -> list[tuple[float, float]]:
     return [(float(t.values[0]), float(t.values[1])) for t in trials]
 
 
-def reference_point(spec: SearchSpec) -> tuple[float, float]:
-    """Fixed hypervolume reference: (metric floor, budget %); budget 100 when none is set."""
-    return (spec.objectives.metric_floor, spec.budget.max_params_pct or 100.0)
-
-
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Pareto-optimal completed trials, cheapest first."""
     done = completed(study)
-    return [done[i] for i in pareto_indices(points(done))]
+    return [done[i] for i in pareto_indices(points(done), objective_of(study).maximize)]
 
 
 @dataclass(frozen=True)
@@ -251,6 +258,8 @@ class StudySummary:
     pareto_size: int
     last_update: str | None
     refinements: tuple[str, ...] = ()  # linked studies of `autopeft refine` (see autopeft.refinement)
+    metric: str = "metric"  # the objective's metric name and direction (see autopeft.objective)
+    direction: str = "maximize"
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "refinements": list(self.refinements)}
@@ -263,8 +272,9 @@ def summarize(study: optuna.Study) -> StudySummary:
     for t in trials:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
     done = [t for t in trials if t.state == TrialState.COMPLETE]
-    budget = reference_point(spec)[1]
-    within = [t.values[0] for t in done if t.values[1] <= budget]
+    objective = objective_of(study)
+    reference = objective.reference_point(spec.budget.max_params_pct)
+    within = [t.values[0] for t in done if t.values[1] <= reference[1]]
     stamps = [t.datetime_complete or t.datetime_start for t in trials if t.datetime_complete or t.datetime_start]
     return StudySummary(
         name=study.study_name,
@@ -272,11 +282,13 @@ def summarize(study: optuna.Study) -> StudySummary:
         task=spec.task,
         space=spec.space,
         states=states,
-        best_metric=max(within) if within else None,
-        hypervolume=hypervolume(points(done), reference_point(spec)),
-        pareto_size=len(pareto_indices(points(done))),
+        best_metric=objective.best(within),
+        hypervolume=hypervolume(points(done), reference, objective.maximize),
+        pareto_size=len(pareto_indices(points(done), objective.maximize)),
         last_update=max(stamps).isoformat(timespec="seconds") if stamps else None,
         refinements=tuple(study.user_attrs.get("refinements") or ()),
+        metric=objective.metric,
+        direction=objective.direction,
     )
 
 

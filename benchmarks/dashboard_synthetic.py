@@ -19,6 +19,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from autopeft.objective import Objective
 from autopeft.search_spaces import load_space, structure_of
 from autopeft.search_spaces.model_structure import load_config
 from autopeft.spec import build_spec
@@ -132,7 +133,7 @@ def build_study(storage: str | optuna.storages.BaseStorage, name: str, model_dir
     """
     spec = build_spec({}, {"model": model_dir, "task": task, "space": space, "budget.max_params_pct": budget_pct,
                            "objectives.metric_floor": 0.5, "storage.study": name})
-    study = create_study(storage, name, spec)
+    study = create_study(storage, name, spec, Objective("metric", "maximize", 0.5))
     bound = load_space(space, structure_of(load_config(model_dir)))
     dists = bound.distributions()
     rng = random.Random(seed)

@@ -87,9 +87,9 @@ class StudyView:
 
     def figures(self) -> dict[str, Any]:
         if self._figures is None:
-            name = self.info.spec.objectives.metric
-            metric = "task metric" if name == "auto" else name
-            self._figures = {"pareto": figures.pareto_figure(self.pareto, metric, self.refinement),
+            objective = self.info.objective
+            name = "task metric" if objective.metric in ("auto", "metric") else objective.metric
+            self._figures = {"pareto": figures.pareto_figure(self.pareto, f"{name} {objective.arrow}", self.refinement),
                              "hypervolume": figures.hypervolume_figure(self.hypervolume),
                              "layer_map": figures.layer_map_figure(self.layer_map)}
         return self._figures
@@ -142,16 +142,16 @@ class Views:
     @staticmethod
     def _build(info: StudyInfo, version: int, rows: list[TrialRow], refinement=None,
                refinements: list[str] | None = None) -> StudyView:
-        spec = info.spec
+        spec, objective = info.spec, info.objective
         budget = spec.budget.max_params_pct
-        pareto = pareto_front_info(rows, budget)
+        pareto = pareto_front_info(rows, budget, objective.maximize)
         numbers = frozenset(p.number for p in pareto.front)
         by_number = {r.number: r for r in rows}
-        reference = (spec.objectives.metric_floor, budget or 100.0)
         return StudyView(
             version=version, info=info, rows=rows,
-            summary=study_summary(info.study_id, info.name, spec, rows, refinements or []).to_dict(),
-            pareto=pareto, pareto_numbers=numbers, hypervolume=hypervolume_info(rows, reference),
+            summary=study_summary(info.study_id, info.name, spec, rows, objective, refinements or []).to_dict(),
+            pareto=pareto, pareto_numbers=numbers,
+            hypervolume=hypervolume_info(rows, objective.reference_point(budget), objective.maximize),
             layer_map=layer_map_info([by_number[p.number] for p in pareto.front]),
             refinement=refinement_info(pareto.front, refinement, refinements or []) if refinement else None,
         )

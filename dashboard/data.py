@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from autopeft.dashboard.reader import TrialRow
+from autopeft.objective import Objective
 from autopeft.pareto import hypervolume, hypervolume_history, pareto_indices
 from autopeft.refinement import Comparison, Refinement, compare
 from autopeft.search_spaces import families
@@ -36,7 +37,8 @@ class Point:
 class ParetoFrontInfo:
     """Pareto-optimal (cheapest first), dominated and failed trials; the budget line at `budget_pct`.
 
-    Failed trials have no metric: they are drawn at `failed_y`, just below the lowest metric.
+    Failed trials have no metric: they are drawn at `failed_y`, just beyond the worst metric (below the
+    lowest when the metric is maximised, above the highest when it is minimised).
     """
 
     front: list[Point]
@@ -52,9 +54,9 @@ class ParetoFrontInfo:
                 "failed_y": self.failed_y}
 
 
-def pareto_front_info(rows: Sequence[TrialRow], budget_pct: float | None) -> ParetoFrontInfo:
+def pareto_front_info(rows: Sequence[TrialRow], budget_pct: float | None, maximize: bool = True) -> ParetoFrontInfo:
     done = [r for r in rows if r.state == "complete" and r.metric is not None and r.params_pct is not None]
-    front_idx = pareto_indices([(r.metric, r.params_pct) for r in done])
+    front_idx = pareto_indices([(r.metric, r.params_pct) for r in done], maximize)
     on_front = set(front_idx)
     front = [_point(done[i]) for i in front_idx]
     dominated = [_point(r) for i, r in enumerate(done) if i not in on_front]
@@ -64,7 +66,8 @@ def pareto_front_info(rows: Sequence[TrialRow], budget_pct: float | None) -> Par
     if failed:
         metrics = [r.metric for r in done]
         low, high = (min(metrics), max(metrics)) if metrics else (0.0, 1.0)
-        failed_y = low - 0.05 * max(high - low, 0.01)
+        margin = 0.05 * max(high - low, 0.01)
+        failed_y = low - margin if maximize else high + margin
     return ParetoFrontInfo(front=front, dominated=dominated, failed=failed, budget_pct=budget_pct, failed_y=failed_y)
 
 
@@ -98,7 +101,7 @@ class RefinementInfo:
 
 def refinement_info(front: Sequence[Point], refinement: Refinement, refinements: Sequence[str] = ()) -> RefinementInfo:
     """Compare the search front (`ParetoFrontInfo.front`) with `refinement`'s values per source trial."""
-    comparison = compare([(p.number, p.metric, p.params_pct) for p in front], refinement.values)
+    comparison = compare([(p.number, p.metric, p.params_pct) for p in front], refinement.values, refinement.maximize)
     return RefinementInfo(refinement=refinement, comparison=comparison, refinements=list(refinements or [refinement.name]))
 
 
@@ -117,16 +120,16 @@ class HypervolumeInfo:
         return dict(vars(self))
 
 
-def hypervolume_info(rows: Sequence[TrialRow], reference: tuple[float, float]) -> HypervolumeInfo:
+def hypervolume_info(rows: Sequence[TrialRow], reference: tuple[float, float], maximize: bool = True) -> HypervolumeInfo:
     done = [r for r in rows if r.state == "complete" and r.metric is not None and r.params_pct is not None]
     by_number = sorted(done, key=lambda r: r.number)
     by_time = sorted((r for r in done if r.complete is not None), key=lambda r: (r.complete, r.number))
     return HypervolumeInfo(
         reference=reference,
         numbers=[r.number for r in by_number],
-        by_number=hypervolume_history([(r.metric, r.params_pct) for r in by_number], reference),
+        by_number=hypervolume_history([(r.metric, r.params_pct) for r in by_number], reference, maximize),
         times=[r.complete.isoformat(timespec="seconds") for r in by_time],
-        by_time=hypervolume_history([(r.metric, r.params_pct) for r in by_time], reference),
+        by_time=hypervolume_history([(r.metric, r.params_pct) for r in by_time], reference, maximize),
     )
 
 
@@ -209,6 +212,7 @@ class StudySummaryInfo:
     task: str
     space: str
     metric: str
+    direction: str  # of the metric: maximize | minimize
     budget_pct: float | None
     states: dict[str, int]
     trials: int
@@ -223,23 +227,25 @@ class StudySummaryInfo:
         return asdict(self)
 
 
-def study_summary(study_id: int, name: str, spec, rows: Sequence[TrialRow],
+def study_summary(study_id: int, name: str, spec, rows: Sequence[TrialRow], objective: Objective,
                   refinements: Sequence[str] = ()) -> StudySummaryInfo:
-    """`spec` is the study's `SearchSpec`; the budget is `budget.max_params_pct` (100 when unset)."""
+    """`spec` is the study's `SearchSpec`; the budget is `budget.max_params_pct` (100 when unset);
+    `objective` the study's metric, direction and reference value."""
     states: dict[str, int] = {}
     for r in rows:
         states[r.state] = states.get(r.state, 0) + 1
     done = [r for r in rows if r.state == "complete" and r.metric is not None and r.params_pct is not None]
-    reference = (spec.objectives.metric_floor, spec.budget.max_params_pct or 100.0)
+    reference = objective.reference_point(spec.budget.max_params_pct)
     within = [r for r in done if r.params_pct <= reference[1]]
-    best = max(within, key=lambda r: (r.metric, -r.params_pct, -r.number)) if within else None
+    best = max(within, key=lambda r: (objective.sign * r.metric, -r.params_pct, -r.number)) if within else None
     points = [(r.metric, r.params_pct) for r in done]
     stamps = [r.complete or r.start for r in rows if r.complete or r.start]
     return StudySummaryInfo(
         study_id=study_id, name=name, model=spec.model, task=spec.task, space=spec.space,
-        metric=spec.objectives.metric, budget_pct=spec.budget.max_params_pct, states=states, trials=len(rows),
-        best_metric=best.metric if best else None, best_trial=best.number if best else None,
-        hypervolume=hypervolume(points, reference), pareto_size=len(pareto_indices(points)),
+        metric=objective.metric, direction=objective.direction, budget_pct=spec.budget.max_params_pct, states=states,
+        trials=len(rows), best_metric=best.metric if best else None, best_trial=best.number if best else None,
+        hypervolume=hypervolume(points, reference, objective.maximize),
+        pareto_size=len(pareto_indices(points, objective.maximize)),
         last_update=max(stamps).isoformat(timespec="seconds") if stamps else None,
         refinements=list(refinements),
     )

@@ -22,9 +22,10 @@ import sqlalchemy as sa
 from optuna.storages._rdb import models  # Optuna's schema: the one source of truth for table names
 from optuna.trial import FrozenTrial, TrialState
 
+from autopeft.objective import Objective, stored_objective
 from autopeft.refinement import REFINEMENT_OF
 from autopeft.spec import SearchSpec
-from autopeft.study import SPEC_ATTR, StudyError
+from autopeft.study import OBJECTIVE_ATTR, SPEC_ATTR, StudyError
 
 # The user attrs the study page needs; the rest stays in the DB until a trial page asks for it.
 ROW_ATTRS = ("plan", "plan_summary", "params", "params_pct", "failure")
@@ -35,6 +36,7 @@ _values = models.TrialValueModel.__table__
 _attrs = models.TrialUserAttributeModel.__table__
 _studies = models.StudyModel.__table__
 _study_attrs = models.StudyUserAttributeModel.__table__
+_directions = models.StudyDirectionModel.__table__
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class StudyInfo:
     study_id: int
     name: str
     spec: SearchSpec | None
+    objective: Objective = Objective()  # the first objective: metric, direction, reference (autopeft.objective)
 
 
 @dataclass
@@ -101,7 +104,13 @@ class StudyReader:
                                  .order_by(_studies.c.study_id)).all()
             specs = dict(conn.execute(sa.select(_study_attrs.c.study_id, _study_attrs.c.value_json)
                                       .where(_study_attrs.c.key == SPEC_ATTR)).all())
-        return [StudyInfo(study_id, name, _parse_spec(specs.get(study_id))) for study_id, name in names]
+            objectives = dict(conn.execute(sa.select(_study_attrs.c.study_id, _study_attrs.c.value_json)
+                                           .where(_study_attrs.c.key == OBJECTIVE_ATTR)).all())
+            directions = dict(conn.execute(sa.select(_directions.c.study_id, _directions.c.direction)
+                                           .where(_directions.c.objective == 0)).all())
+        return [StudyInfo(study_id, name, _parse_spec(specs.get(study_id)),
+                          _objective(objectives.get(study_id), specs.get(study_id), directions.get(study_id)))
+                for study_id, name in names]
 
     def refinements(self, source: str) -> list[tuple[int, str]]:
         """`(study_id, name)` of the studies of `autopeft refine` that refine study `source`, oldest first."""
@@ -207,6 +216,16 @@ def _local(value: dt.datetime | None) -> dt.datetime | None:
 def _utc_offset(hour: dt.datetime) -> dt.timedelta:
     """Local UTC offset at a (naive UTC) hour; offsets change on the hour, so one lookup serves an hour of trials."""
     return hour.replace(tzinfo=dt.UTC).astimezone().utcoffset() or dt.timedelta(0)
+
+
+def _objective(objective_json: str | None, spec_json: str | None, direction) -> Objective:
+    """The study's objective from its raw attrs (see `autopeft.objective.stored_objective`)."""
+    try:
+        spec = json.loads(spec_json) if spec_json else None
+        return stored_objective(json.loads(objective_json) if objective_json else None,
+                                spec if isinstance(spec, dict) else None, getattr(direction, "name", "maximize"))
+    except (ValueError, TypeError):  # attrs not written by autopeft: list the study with the default objective
+        return Objective()
 
 
 def _parse_spec(value_json: str | None) -> SearchSpec | None:

@@ -16,6 +16,7 @@ from autopeft.cli import app as cli_app
 from autopeft.cli.dashboard import is_loopback
 from autopeft.dashboard import create_app
 from autopeft.export import export_trial
+from autopeft.objective import ACCURACY
 from autopeft.spec import build_spec
 from autopeft.study import StudyError, create_study, load_study, pareto_trials
 from benchmarks.dashboard_synthetic import build_study
@@ -34,7 +35,7 @@ def db(tmp_path_factory):
     path = tmp / "studies.db"
     storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
     build_study(storage, "tiny-lora", str(model), n_trials=24, running=1, failed_fraction=0.2, seed=5, bulk=True)
-    evil = create_study(storage, EVIL, build_spec({}, {"model": str(model)}))
+    evil = create_study(storage, EVIL, build_spec({}, {"model": str(model)}), ACCURACY)
     done = load_study(storage, "tiny-lora").get_trials(states=(TrialState.COMPLETE,))[0]
     evil.add_trial(optuna.trial.create_trial(
         values=done.values, params=done.params, distributions=done.distributions,

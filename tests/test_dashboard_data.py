@@ -176,7 +176,7 @@ def test_study_summary_agrees_with_autopeft_summarize(real_study):
     expected = summarize(study)
     reader = StudyReader(open_readonly(url))
     (info,) = reader.studies()
-    got = study_summary(info.study_id, info.name, info.spec, reader.rows(info.study_id))
+    got = study_summary(info.study_id, info.name, info.spec, reader.rows(info.study_id), info.objective)
     assert got.states == expected.states
     assert got.best_metric == expected.best_metric
     assert got.hypervolume == pytest.approx(expected.hypervolume)

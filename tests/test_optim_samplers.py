@@ -50,7 +50,7 @@ def problem(space):
 def _study(name, space, seed=0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sampler = make_sampler(name, space, budget_pct=BUDGET, metric_floor=0.5, n_startup_trials=STARTUP, seed=seed)
+        sampler = make_sampler(name, space, budget_pct=BUDGET, metric_reference=0.5, n_startup_trials=STARTUP, seed=seed)
     return optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
 
 
@@ -192,7 +192,7 @@ def test_unknown_sampler_and_surrogate_are_refused(space):
 def test_absolute_budget_applies(space, problem):
     (_, smallest), _ = space.param_range()
     cap = smallest.params * 40
-    sampler = make_sampler("mobo", space, budget_pct=None, max_params=cap, metric_floor=0.5,
+    sampler = make_sampler("mobo", space, budget_pct=None, max_params=cap, metric_reference=0.5,
                            n_startup_trials=STARTUP, seed=0)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     for _ in range(STARTUP + 1):
@@ -201,8 +201,9 @@ def test_absolute_budget_applies(space, problem):
 
 
 def test_mobo_refuses_a_study_with_other_directions(space):
+    """The metric may go either way (tests/test_direction.py); params % must be minimised."""
     sampler = make_sampler("mobo", space, budget_pct=BUDGET, seed=0)
-    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
     with pytest.raises(ValueError, match="expected a study with directions"):
         space.suggest(study.ask())
 

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from autopeft.cli import app
 from autopeft.executors import InlineExecutor
+from autopeft.objective import ACCURACY
 from autopeft.refine import Refiner, evaluate_run, prepare_refinement
 from autopeft.refinement import read_refinement
 from autopeft.spec import build_spec
@@ -174,7 +175,7 @@ def test_a_task_without_dev_set_refines_on_the_held_out_split(url, task):
     storage = open_storage(url)
     source = load_study(storage, "s")
     spec = build_spec(source.user_attrs["spec"], {"task": task.split("?")[0]})
-    nodev = create_study(storage, "nodev", spec)
+    nodev = create_study(storage, "nodev", spec, ACCURACY)
     for t in pareto_trials(source):
         nodev.add_trial(t)
     session = prepare_refinement(storage, "nodev", seeds=1, fidelity=FIDELITY)
@@ -186,7 +187,7 @@ def test_pareto_marks_a_refined_front_that_reorders_the_search_front(url):
     storage = open_storage(url)
     source = load_study(storage, "s")
     spec = build_spec(source.user_attrs["spec"])
-    made = create_study(storage, "known", spec)
+    made = create_study(storage, "known", spec, ACCURACY)
     plan_trial = source.get_trials()[0]
     for k, (metric, pct) in enumerate([(0.70, 0.1), (0.75, 0.2), (0.80, 0.3)]):
         made.add_trial(optuna.trial.create_trial(values=[metric, pct], user_attrs={
@@ -228,8 +229,8 @@ def test_pareto_marks_a_refined_front_that_reorders_the_search_front(url):
 def test_bad_input_is_one_line_and_nonzero(url, args, message):
     storage = open_storage(url)
     spec = build_spec(load_study(storage, "s").user_attrs["spec"])
-    create_study(storage, "empty", spec)
-    known = create_study(storage, "known", spec)
+    create_study(storage, "empty", spec, ACCURACY)
+    known = create_study(storage, "known", spec, ACCURACY)
     known.add_trial(optuna.trial.create_trial(values=[0.5, 0.1]))
     add_refinement(storage, "known", {0: [0.5]})
     result = runner.invoke(app, [*args, "--storage", url])
@@ -241,7 +242,7 @@ def test_bad_input_is_one_line_and_nonzero(url, args, message):
 def test_refine_on_a_postgresql_study(url, postgres_url):
     source = load_study(open_storage(url), "s")
     pg = open_storage(postgres_url)
-    copy = create_study(pg, "s", build_spec(source.user_attrs["spec"]))
+    copy = create_study(pg, "s", build_spec(source.user_attrs["spec"]), ACCURACY)
     for t in source.get_trials():
         copy.add_trial(t)
     result = runner.invoke(app, ["refine", "s", "--storage", postgres_url, "--executor", "inline", "--seeds", "1",

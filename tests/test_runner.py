@@ -7,6 +7,7 @@ import pytest
 from optuna.trial import TrialState
 
 from autopeft.executors import InlineExecutor
+from autopeft.objective import ACCURACY
 from autopeft.runner import Runner, SearchError
 from autopeft.search_spaces import load_space, structure_of
 from autopeft.spec import build_spec
@@ -27,7 +28,7 @@ def setup(tmp_path):
         storage = open_storage(url)
         sampler = optuna.samplers.RandomSampler(seed=trials)
         study = load_study(storage, name, sampler) if name in [s.study_name for s in storage.get_all_studies()] \
-            else create_study(storage, name, spec)
+            else create_study(storage, name, spec, ACCURACY)
         study.sampler = sampler
         space = load_space("lora", structure_of(TINY_CONFIGS["bert"]()))
         return Runner(spec, study, space, InlineExecutor(evaluator or SyntheticEvaluator()))

@@ -9,6 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 from autopeft.executors import InlineExecutor
+from autopeft.objective import ACCURACY
 from autopeft.promotion import decide
 from autopeft.runner import Runner
 from autopeft.search_spaces import load_space, structure_of
@@ -47,7 +48,7 @@ def setup(tmp_path):
         storage = open_storage(url)
         sampler = optuna.samplers.RandomSampler(seed=seed)
         study = load_study(storage, "s", sampler) if "s" in [s.study_name for s in storage.get_all_studies()] \
-            else create_study(storage, "s", spec)
+            else create_study(storage, "s", spec, ACCURACY)
         study.sampler = sampler
         space = load_space("lora", structure_of(TINY_CONFIGS["bert"]()))
         return Runner(spec, study, space, InlineExecutor(evaluator or Recording()))

@@ -36,3 +36,21 @@ def regression_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str,
     if len(labels) < 2 or np.std(predictions) == 0 or np.std(labels) == 0:
         return {"pearson": 0.0, "spearman": 0.0}
     return {"pearson": float(pearsonr(predictions, labels)[0]), "spearman": float(spearmanr(predictions, labels)[0])}
+
+
+#: Which way each metric is better; a ``dev_`` prefix (dev-split values) keeps the metric's direction.
+METRIC_DIRECTIONS: dict[str, str] = {
+    "accuracy": "maximize", "f1": "maximize", "matthews": "maximize", "pearson": "maximize", "spearman": "maximize",
+    "eval_loss": "minimize", "perplexity": "minimize", "token_accuracy": "maximize", "exact_match": "maximize",
+}
+
+
+def metric_direction(metric: str) -> str:
+    """``maximize`` or ``minimize`` for `metric` (``dev_`` prefix allowed); `KeyError` for an unknown metric."""
+    return METRIC_DIRECTIONS[metric.removeprefix("dev_")]
+
+
+def uniform_prediction_value(metric: str, vocab_size: int) -> float | None:
+    """The value of a minimised language-model metric for a uniform prediction over `vocab_size` tokens
+    (``ln V`` for eval_loss in nats per token, ``V`` for perplexity); None for other metrics."""
+    return {"eval_loss": math.log(vocab_size), "perplexity": float(vocab_size)}.get(metric.removeprefix("dev_"))

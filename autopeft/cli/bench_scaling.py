@@ -24,6 +24,7 @@ from autopeft.cli.app import bench_app, fail
 def run_scaling(workers: int, trial_seconds: float, rounds: int, model_dir: str, db: str) -> dict:
     import optuna
 
+    from autopeft.objective import Objective
     from autopeft.runner import Runner
     from autopeft.search_spaces import load_config, load_space, structure_of
     from autopeft.spec import build_spec
@@ -34,7 +35,7 @@ def run_scaling(workers: int, trial_seconds: float, rounds: int, model_dir: str,
     trials = rounds * workers
     spec = build_spec({}, {"model": model_dir, "space": "lora", "execution.trials": trials, "budget.max_params_pct": 100,
                            "execution.workers": workers})
-    study = create_study(open_storage(db), f"scaling-{workers}", spec)
+    study = create_study(open_storage(db), f"scaling-{workers}", spec, Objective("metric", "maximize", 0.0))
     study.sampler = optuna.samplers.RandomSampler(seed=0)
     space = load_space("lora", structure_of(load_config(model_dir)))
     pool = RayPool(partial(SyntheticEvaluator, trial_seconds), workers, cpus_per_trial=0.01, gpus_per_trial=1)

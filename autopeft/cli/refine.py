@@ -26,7 +26,8 @@ FIDELITY_HELP = ("full (the whole training set, no step cap: the default for a n
 
 def with_refined(rows: list[dict], refinement: Refinement) -> tuple[list[dict], Comparison]:
     """`autopeft pareto` rows with the refined fields added (None where a trial is not refined)."""
-    comparison = compare([(r["trial"], r["metric"], r["params_pct"]) for r in rows], refinement.values)
+    comparison = compare([(r["trial"], r["metric"], r["params_pct"]) for r in rows], refinement.values,
+                         refinement.maximize)
     by_trial = {p.trial: p.to_dict() for p in comparison.points}
     return [{**r, **{k: by_trial[r["trial"]][k] for k in REFINED_FIELDS}} for r in rows], comparison
 

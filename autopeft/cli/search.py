@@ -117,7 +117,7 @@ def _progress_table(p: Progress, done_this_run: int, last_event: bool = True) ->
     table.add_row(
         f"[bold]trials[/bold] {p.completed}/{p.total} done, {p.running} running, {p.failed} failed"
         + (f", {p.pruned} stopped early" if p.pruned else ""),
-        f"[bold]best under budget[/bold] {best}",
+        f"[bold]best under budget[/bold] {best} ({p.metric_label})",
         f"[bold]HV[/bold] {p.hypervolume:.4f}",
         f"[bold]front[/bold] {p.pareto_size}",
         f"[bold]elapsed[/bold] {p.elapsed:.0f}s",

@@ -20,6 +20,7 @@ from autopeft.study import (
     StudyError,
     _redact,
     load_study,
+    objective_of,
     open_existing_storage,
     pareto_trials,
     stored_spec,
@@ -72,7 +73,8 @@ def studies(
     table = Table("study", "model", "task", "space", "trials", "best metric", "hypervolume", "front")
     for r in rows:
         states = ", ".join(f"{n} {k}" for k, n in sorted(r["states"].items()))
-        best = f"{r['best_metric']:.4f}" if r["best_metric"] is not None else "-"
+        arrow = "↑" if r["direction"] == "maximize" else "↓"
+        best = f"{r['best_metric']:.4f} ({r['metric']} {arrow})" if r["best_metric"] is not None else "-"
         name = r["name"] + "".join(f"\n  ↳ refined: {n}" for n in r["refinements"])
         table.add_row(name, r["model"], r["task"], r["space"], states, best, f"{r['hypervolume']:.4f}",
                       str(r["pareto_size"]))
@@ -88,7 +90,9 @@ def pareto_rows(study) -> list[dict]:
 
 
 def print_pareto(study, spec: SearchSpec, console: Console) -> None:
-    table = Table("trial", "metric", "params %", "params", "plan", title=f"Pareto front of {study.study_name}")
+    objective = objective_of(study)
+    table = Table("trial", f"{objective.metric} {objective.arrow}", "params % ↓", "params", "plan",
+                  title=f"Pareto front of {study.study_name}")
     for r in pareto_rows(study):
         table.add_row(str(r["trial"]), f"{r['metric']:.4f}", f"{r['params_pct']:.4f}", f"{r['params']:,}", r["plan"])
     console.print(table)

@@ -1,7 +1,7 @@
 """Acquisition functions as pure functions: qLogNEHVI / qNEHVI with an exact, computed params objective.
 
-Outcomes are in maximisation form: ``[metric, -params_pct]`` and the reference point is
-``[metric_floor, -budget_pct]`` (fixed for a study).
+Outcomes are in maximisation form: ``[sign * metric, -params_pct]`` and the reference point is
+``[sign * metric reference, -budget_pct]`` (fixed for a study; sign -1 for a minimised metric).
 
 `mobo` models only the metric: its GP has one output and the second objective, ``-params_pct``, is
 computed from the candidate itself by an MC objective (`metric_and_neg_pct`). Each candidate's
@@ -95,7 +95,7 @@ def log_nehvi(model: Model, X_baseline: Tensor, ref_point: tuple[float, float], 
     Args:
         model: surrogate of the metric, ``batch x q x D`` → one output.
         X_baseline: ``n x D`` observed configurations (their features, last column the pct feature).
-        ref_point: ``(metric_floor, -budget_pct)``.
+        ref_point: ``(sign * metric reference, -budget_pct)``.
         scale: how the last feature column maps to the params share.
         X_pending: ``p x D`` configurations being evaluated (RUNNING trials), or None.
     """

@@ -3,7 +3,7 @@
 - start-up: uniformly random configurations (the paper: 100 random, then 100 BO points);
 - a SAAS GP (Eriksson & Jankowiak, UAI 2021) on *both* objectives — the metric and the params share
   are each modelled, as in the paper (autopeft's `MoboSampler` computes the latter instead);
-- qNEHVI (Daulton et al., NeurIPS 2021) with the fixed reference point ``(metric_floor, budget_pct)``;
+- qNEHVI (Daulton et al., NeurIPS 2021) with the fixed reference point ``(metric reference, budget_pct)``;
 - batches of q = 4 built greedily: each member maximises qNEHVI with the running trials and the
   members chosen so far as pending points; the batch is handed out over the next four asks and the
   models are refitted only when it is used up;
@@ -32,9 +32,9 @@ class AutoPeftSampler(AutopeftSamplerBase):
     """The paper's recipe (see module docstring); ``q`` configurations per model fit."""
 
     def __init__(self, space: SearchSpace, *, budget_pct: float | None, max_params: int | None = None,
-                 metric_floor: float = 0.0, n_startup_trials: int = 8, seed: int | None = None, q: int = 4,
+                 metric_reference: float = 0.0, n_startup_trials: int = 8, seed: int | None = None, q: int = 4,
                  mc_samples: int = 64, max_evals: int = 600, pool_size: int = 128, n_starts: int = 4):
-        super().__init__(space, budget_pct=budget_pct, max_params=max_params, metric_floor=metric_floor,
+        super().__init__(space, budget_pct=budget_pct, max_params=max_params, metric_reference=metric_reference,
                          n_startup_trials=max(2, n_startup_trials), seed=seed)
         if q < 1:
             raise ValueError(f"q: expected a positive integer, got {q}")

@@ -30,7 +30,16 @@ from autopeft.search_spaces.space import SearchSpace
 
 logger = logging.getLogger(__name__)
 
-DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
+
+
+def metric_sign(study: optuna.Study) -> float:
+    """+1 when the study maximises its metric, -1 when it minimises it; `ValueError` for a study that is not
+    two-objective with params % minimised."""
+    directions = list(study.directions)
+    if len(directions) != 2 or directions[1] != StudyDirection.MINIMIZE:
+        raise ValueError("expected a study with directions [metric (maximize or minimize), minimize params %], got "
+                         f"{[d.name.lower() for d in directions]}")
+    return 1.0 if directions[0] == StudyDirection.MAXIMIZE else -1.0
 
 
 @contextlib.contextmanager
@@ -68,13 +77,14 @@ class AutopeftSamplerBase(BaseSampler):
     """Bookkeeping common to `MoboSampler` and `AutoPeftSampler` (see module docstring)."""
 
     def __init__(self, space: SearchSpace, *, budget_pct: float | None, max_params: int | None = None,
-                 metric_floor: float = 0.0, n_startup_trials: int = 8, seed: int | None = None):
+                 metric_reference: float = 0.0, n_startup_trials: int = 8, seed: int | None = None):
         if n_startup_trials < 1:
             raise ValueError(f"n_startup_trials: expected a positive integer, got {n_startup_trials}")
         self.space = space
         self.encoding = SpaceEncoding(space)
         self.feasibility = Feasibility(space, self.encoding, budget_pct, max_params)
-        self.metric_floor = float(metric_floor)
+        self.metric_reference = float(metric_reference)
+        self._sign = 1.0  # the study's metric direction, read from the study at every proposal
         self.n_startup_trials = int(n_startup_trials)
         self._seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
         self._random = RandomSampler(seed=self._seed)
@@ -90,8 +100,8 @@ class AutopeftSamplerBase(BaseSampler):
 
     @property
     def reference_point(self) -> tuple[float, float]:
-        """``(metric_floor, -budget_pct)`` in maximisation form."""
-        return (self.metric_floor, -self.budget_pct)
+        """``(sign * metric_reference, -budget_pct)`` in maximisation form (a floor, or a negated ceiling)."""
+        return (self._sign * self.metric_reference, -self.budget_pct)
 
     # --- Optuna sampler interface ---------------------------------------------------------------------
     def reseed_rng(self) -> None:
@@ -108,12 +118,8 @@ class AutopeftSamplerBase(BaseSampler):
         fixed = trial.system_attrs.get("fixed_params", {})
         if set(self._distributions) <= set(fixed):
             return {}  # an enqueued configuration (e.g. a retry): nothing to propose
-        if list(study.directions) != DIRECTIONS:
-            raise ValueError(
-                "expected a study with directions [maximize metric, minimize params %], got "
-                f"{[d.name.lower() for d in study.directions]}"
-            )
-        history = read_history(study, self.encoding, self.feasibility, exclude_number=trial.number)
+        self._sign = metric_sign(study)
+        history = read_history(study, self.encoding, self.feasibility, exclude_number=trial.number, sign=self._sign)
         rng = np.random.default_rng([self._seed, trial.number])
         with single_torch_thread():
             z = self._propose(study, trial, history, rng)
@@ -148,7 +154,7 @@ class AutopeftSamplerBase(BaseSampler):
         return np.concatenate([self.encoding.features(Z), pct_feature], axis=1)
 
     def pareto_configs(self, history: History) -> np.ndarray:
-        """``k x d`` observed configurations on the (metric ↑, exact pct ↓) front, within the budget."""
+        """``k x d`` observed configurations on the (oriented metric ↑, exact pct ↓) front, within the budget."""
         if history.n_done == 0:
             return np.zeros((0, self.encoding.d), dtype=np.int64)
         pct = self.feasibility.pct(history.Z_done)

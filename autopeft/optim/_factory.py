@@ -1,6 +1,6 @@
 """`make_sampler`: the one way to build a sampler by name for an autopeft study.
 
-Studies have two objectives, directions ``[maximize metric, minimize params_pct]``, and every trial's
+Studies have two objectives, directions ``[metric (maximize or minimize), minimize params_pct]``, and every trial's
 values are ``(metric, params_pct)``. Every sampler returned proposes only valid configurations within
 the budget, and none that the study has already evaluated, failed or is running.
 
@@ -31,7 +31,7 @@ SAMPLER_NAMES = ("mobo", "autopeft", "botorch", "gp", "tpe", "nsga2", "random")
 
 
 def make_sampler(name: str, space: SearchSpace, *, budget_pct: float | None, max_params: int | None = None,
-                 metric_floor: float = 0.0, n_startup_trials: int = 8, surrogate: str = "gp",
+                 metric_reference: float = 0.0, n_startup_trials: int = 8, surrogate: str = "gp",
                  seed: int | None = None) -> BaseSampler:
     """A sampler for a two-objective autopeft study over ``space`` (see the module table).
 
@@ -40,7 +40,8 @@ def make_sampler(name: str, space: SearchSpace, *, budget_pct: float | None, max
         space: the search space bound to the model (`autopeft.search_spaces.load_space`).
         budget_pct: largest trainable-parameter share, % of the model (None: only ``max_params``).
         max_params: largest trainable-parameter count (None: only ``budget_pct``); both apply if set.
-        metric_floor: metric coordinate of the fixed hypervolume reference point.
+        metric_reference: metric coordinate of the fixed hypervolume reference point (a floor when the study
+            maximises its metric, a ceiling when it minimises it).
         n_startup_trials: trials before a model is used (space-filling design for ``mobo``).
         surrogate: metric surrogate of ``mobo``: ``gp`` or ``saas``.
         seed: makes proposals reproducible (None = random).
@@ -53,10 +54,10 @@ def make_sampler(name: str, space: SearchSpace, *, budget_pct: float | None, max
         raise ValueError(f"surrogate: expected gp or saas, got {surrogate!r}")
     budget = {"budget_pct": budget_pct, "max_params": max_params}
     if name == "mobo":
-        return MoboSampler(space, **budget, metric_floor=metric_floor, n_startup_trials=n_startup_trials,
+        return MoboSampler(space, **budget, metric_reference=metric_reference, n_startup_trials=n_startup_trials,
                            surrogate=surrogate, seed=seed)  # type: ignore[arg-type]
     if name == "autopeft":
-        return AutoPeftSampler(space, **budget, metric_floor=metric_floor, n_startup_trials=n_startup_trials,
+        return AutoPeftSampler(space, **budget, metric_reference=metric_reference, n_startup_trials=n_startup_trials,
                                seed=seed)
     inner, max_draws = _baseline(name, n_startup_trials, seed)
     return FeasibleSampler(inner, space, **budget, max_draws=max_draws, seed=seed)

@@ -1,6 +1,7 @@
 """What a sampler needs from a study's trials, as index vectors: observations, failures, pending points.
 
-- *observed*: COMPLETE trials with a finite metric (``values[0]``) → ``Z_done`` (``n x d``), ``y`` (``n``);
+- *observed*: COMPLETE trials with a finite metric (``values[0]``) → ``Z_done`` (``n x d``), ``y`` (``n``),
+  in maximisation form (``y = sign * metric``, sign -1 for a minimised metric);
 - *failed*: FAIL trials, COMPLETE ones whose metric is not finite, and PRUNED ones (stopped at a low
   rung by successive-halving promotion: their metric is not a full-fidelity one) → excluded from the
   surrogate, but never proposed again (the runner relies on this: an OOM or NaN configuration is not
@@ -39,7 +40,7 @@ class History:
 
 
 def read_history(study: optuna.Study, encoding: SpaceEncoding, feasibility: Feasibility,
-                 exclude_number: int | None = None) -> History:
+                 exclude_number: int | None = None, sign: float = 1.0) -> History:
     """Sort the study's trials into observed, failed and pending index vectors (see module docstring)."""
     done, y, failed, pending = [], [], [], []
     for t in study.get_trials(deepcopy=False):
@@ -52,7 +53,7 @@ def read_history(study: optuna.Study, encoding: SpaceEncoding, feasibility: Feas
             metric = t.values[0] if t.values else float("nan")
             if metric is not None and math.isfinite(metric):
                 done.append(z)
-                y.append(float(metric))
+                y.append(sign * float(metric))
             else:
                 failed.append(z)
         elif t.state in (TrialState.FAIL, TrialState.PRUNED):

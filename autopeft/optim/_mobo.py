@@ -1,6 +1,7 @@
 """`MoboSampler`: autopeft's default multi-objective Bayesian optimiser, on BoTorch inside Optuna.
 
-Objectives: maximise the task metric, minimise trainable parameters (% of the model).
+Objectives: the task metric (maximised or minimised, as the study says; modelled in maximisation form,
+``sign * metric``), and trainable parameters (% of the model), minimised.
 
 1. Start-up (fewer than ``n_startup_trials`` observations): a space-filling feasible design
    (scrambled Sobol, rejection of infeasible points, greedy maximin; `_design`) spread first along
@@ -9,7 +10,7 @@ Objectives: maximise the task metric, minimise trainable parameters (% of the mo
    - a GP surrogate of the metric only (`SingleTaskGP`, or SAAS with ``surrogate="saas"``) on the
      encoded configuration plus its exact log-scaled params share (``n x (D + 1)``);
    - the params share is computed exactly for every candidate, never modelled;
-   - qLogNEHVI over the fixed reference point ``(metric_floor, budget_pct)``, with the configurations
+   - qLogNEHVI over the fixed reference point ``(metric reference, budget_pct)``, with the configurations
      of RUNNING/WAITING trials as pending points so that parallel proposals differ;
    - maximised over the discrete space directly: batched local search over one-exchange
      neighbours from the observed Pareto front and the best of a random feasible pool;
@@ -44,7 +45,8 @@ class MoboSampler(AutopeftSamplerBase):
     Args:
         space: the search space bound to the model.
         budget_pct: largest params share (% of the model); ``max_params``: largest count. Both apply.
-        metric_floor: the metric coordinate of the hypervolume reference point.
+        metric_reference: the metric coordinate of the hypervolume reference point, in the metric's units
+            (a floor for a maximised metric, a ceiling for a minimised one).
         n_startup_trials: observations from the space-filling design before the GP is used (>= 2).
         surrogate: ``gp`` (default) or ``saas``.
         seed: seeds the design, the random starts and the MC base samples.
@@ -59,10 +61,10 @@ class MoboSampler(AutopeftSamplerBase):
     """
 
     def __init__(self, space: SearchSpace, *, budget_pct: float | None, max_params: int | None = None,
-                 metric_floor: float = 0.0, n_startup_trials: int = 8, surrogate: Literal["gp", "saas"] = "gp",
+                 metric_reference: float = 0.0, n_startup_trials: int = 8, surrogate: Literal["gp", "saas"] = "gp",
                  seed: int | None = None, mc_samples: int = 32, max_evals: int = 500, pool_size: int = 128,
                  n_starts: int = 6, refit_every: int = 3):
-        super().__init__(space, budget_pct=budget_pct, max_params=max_params, metric_floor=metric_floor,
+        super().__init__(space, budget_pct=budget_pct, max_params=max_params, metric_reference=metric_reference,
                          n_startup_trials=max(2, n_startup_trials), seed=seed)
         if surrogate not in ("gp", "saas"):
             raise ValueError(f"surrogate: expected gp or saas, got {surrogate!r}")

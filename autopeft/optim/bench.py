@@ -133,7 +133,7 @@ class SamplerRun:
         self.problem = problem
         self.budget_pct = budget_pct
         self.study = optuna.create_study(directions=DIRECTIONS, sampler=make_sampler(
-            sampler, problem.space, budget_pct=budget_pct, metric_floor=problem.metric_floor,
+            sampler, problem.space, budget_pct=budget_pct, metric_reference=problem.metric_floor,
             n_startup_trials=n_startup_trials, surrogate=surrogate, seed=seed))
         self.run = Run(sampler=sampler, seed=seed, points=[], suggest_seconds=[])
 

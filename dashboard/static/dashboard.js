@@ -77,6 +77,9 @@ function modelName(model) {
 }
 
 // --- Studies page ----------------------------------------------------------------------------
+// The metric's direction, as the summary says it: "↑" (maximised) or "↓" (minimised).
+const arrow = (s) => (s.direction === "minimize" ? "↓" : "↑");
+
 async function studiesPage() {
   const render = (studies) => {
     const rows = studies.map((s) => el("tr", {},
@@ -86,7 +89,7 @@ async function studiesPage() {
       el("td", {}, s.task),
       el("td", {}, s.space),
       el("td", {}, stateBadges(s.states)),
-      el("td", { class: "num" }, s.best_trial === null ? "–" : el("a", { href: trialUrl(s.study_id, s.best_trial) }, fmt.metric(s.best_metric))),
+      el("td", { class: "num", title: `${s.metric} ${arrow(s)}` }, s.best_trial === null ? "–" : el("a", { href: trialUrl(s.study_id, s.best_trial) }, fmt.metric(s.best_metric)), el("span", { class: "muted" }, ` ${s.metric} ${arrow(s)}`)),
       el("td", { class: "num" }, fmt.num(s.hypervolume)),
       el("td", { class: "num" }, s.pareto_size),
       el("td", { class: "nowrap" }, fmt.time(s.last_update))));
@@ -109,7 +112,7 @@ function stat(label, value, extra) {
 function studyHeader(s) {
   return el("div", { class: "page-head" },
     el("div", {}, el("h1", {}, s.name),
-      el("p", { class: "muted" }, `${modelName(s.model)} · ${s.task} · space ${s.space} · metric ${s.metric}`)),
+      el("p", { class: "muted" }, `${modelName(s.model)} · ${s.task} · space ${s.space} · metric ${s.metric} ${arrow(s)} (${s.direction === "minimize" ? "lower" : "higher"} is better)`)),
     el("div", { class: "stats" },
       stat("trials", fmt.int(s.trials), stateBadges(s.states)),
       stat("best ≤ budget", s.best_trial === null ? "–" : el("a", { href: trialUrl(s.study_id, s.best_trial) }, fmt.metric(s.best_metric))),
@@ -213,7 +216,7 @@ async function studyPage() {
     refined,
     el("section", { class: "card" }, el("h2", {}, "Where the front puts its parameters"),
       el("p", { class: "hint" }, "Pareto-optimal configurations (rows, cheapest at the bottom) × layers; cell = rank, width or length. Click a row to open its trial."), layerDiv),
-    el("section", { class: "card" }, el("h2", {}, "Hypervolume"), el("p", { class: "hint" }, "Area dominated by the front inside the reference box (metric floor, budget), by trial number and over time."), hvDiv),
+    el("section", { class: "card" }, el("h2", {}, "Hypervolume"), el("p", { class: "hint" }, "Area dominated by the front inside the reference box (worst acceptable metric — a floor, or a ceiling for a minimised metric — and the budget), by trial number and over time."), hvDiv),
     el("section", { class: "card" }, el("h2", {}, "Trials"), table.node));
 
   const open = (event) => {
