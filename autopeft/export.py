@@ -20,7 +20,7 @@ from autopeft.search_spaces import families
 from autopeft.search_spaces.model_structure import ModelStructure
 from autopeft.search_spaces.plan import Plan
 
-FORMATS = (*families.base.LIBRARIES, "yaml")  # a library's format, and autopeft's own
+FORMATS = families.FORMATS
 
 
 def export_plan(plan: Plan, structure: ModelStructure, fmt: str, out_dir: str | Path, model: str | None = None) -> Path:

@@ -40,6 +40,7 @@ from autopeft.dashboard.data import (
 from autopeft.dashboard.reader import StudyInfo, StudyReader, TrialRow
 from autopeft.dashboard.storage import open_readonly
 from autopeft.refinement import read_refinement
+from autopeft.search_spaces import families
 from autopeft.search_spaces.families import NAMES as FAMILIES
 from autopeft.study import StudyError
 
@@ -49,12 +50,8 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
 
-class ExportFormat(str, Enum):
-    """What `autopeft export --format` writes: peft `adapter_config.json`, AdapterHub config, autopeft YAML."""
-
-    peft = "peft"
-    adapters = "adapters"
-    yaml = "yaml"
+# What `autopeft export --format` writes: peft `adapter_config.json`, AdapterHub config, autopeft YAML.
+ExportFormat = Enum("ExportFormat", {f: f for f in families.FORMATS}, type=str)
 
 
 @dataclass

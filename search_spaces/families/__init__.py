@@ -15,12 +15,14 @@ from collections.abc import Iterable
 
 from autopeft.search_spaces.errors import PlanError
 from autopeft.search_spaces.families import ia3, loha, lokr, lora, parallel, prefix, serial
-from autopeft.search_spaces.families.base import Family, Library
+from autopeft.search_spaces.families.base import LIBRARIES, Family, Library
 
 _MODULES = (lora, ia3, serial, parallel, prefix, loha, lokr)
 REGISTRY: dict[str, Family] = {m.FAMILY.name: m.FAMILY for m in _MODULES}
 #: family names in registry order (the order plans, tables and the dashboard list them in)
 NAMES: tuple[str, ...] = tuple(REGISTRY)
+#: export formats: a library's config, or autopeft's own plan YAML
+FORMATS: tuple[str, ...] = (*LIBRARIES, "yaml")
 
 
 def get(name: str) -> Family:
@@ -51,4 +53,4 @@ def export_formats(families: Iterable[str]) -> tuple[str, ...]:
     return ((library,) if library else ()) + ("yaml",)
 
 
-__all__ = ["NAMES", "REGISTRY", "Family", "Library", "export_formats", "get", "library_for"]
+__all__ = ["FORMATS", "NAMES", "REGISTRY", "Family", "Library", "export_formats", "get", "library_for"]
