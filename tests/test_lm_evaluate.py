@@ -90,7 +90,7 @@ def test_exact_match_of_greedy_answers_on_chat_rows(llama, data):
     fidelity = FAST.model_copy(update={"train_size": 160, "max_steps": 30, "max_new_tokens": 4, "epochs": 1})
     result = evaluate_plan(llama, data["yes"], TOP3, fidelity)
     assert result.ok, result.failure
-    assert result.metric_name == "exact_match" and result.metric == 1.0  # "yes" then the end token, every time
+    assert result.metric_name == "exact_match" and result.metric >= 0.9  # "yes" then the end token (a broken path: 0)
     assert result.metrics["eval_loss"] < 0.5 and result.split["shapes"] == ["chat"]
 
 

@@ -3,13 +3,13 @@ synthetic data they can learn. Built from configs, never downloaded."""
 
 from __future__ import annotations
 
-import json
-import random
 from pathlib import Path
 
 import torch
 
-WORDS = "red green blue cat dog bird tree house river stone one two three four five".split()
+from autopeft.workers.lm_synthetic import reversal_rows, write_jsonl
+
+__all__ = ["CHAT_TEMPLATE", "minilm_tokenizer", "reversal_rows", "save_tiny_llama", "save_tiny_t5", "write_jsonl"]
 # A minimal chat template: "role: content" lines, the assistant turn closed by [SEP] (the end token).
 CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{% if m['role'] == 'assistant' %} [SEP]"
                  "{% endif %}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}")
@@ -51,29 +51,4 @@ def save_tiny_t5(path: Path, layers: int = 4) -> str:
     config = T5Config(vocab_size=len(tok), d_model=32, d_ff=64, num_layers=layers, num_heads=4, d_kv=8,
                       decoder_start_token_id=tok.pad_token_id, pad_token_id=tok.pad_token_id, eos_token_id=tok.sep_token_id)
     T5ForConditionalGeneration(config).save_pretrained(path)
-    return str(path)
-
-
-def reversal_rows(n: int, seed: int = 0, shape: str = "pair") -> list[dict]:
-    """Rows of a learnable task: the answer is the prompt's 2-5 words reversed.
-
-    `shape`: ``pair`` ({"prompt","completion"}), ``chat`` ({"messages"}), ``seq2seq`` ({"input","target"}).
-    """
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        words = rng.sample(WORDS, rng.randint(2, 5))
-        question, answer = " ".join(words), " ".join(reversed(words))
-        if shape == "pair":
-            rows.append({"prompt": f"reverse: {question} =", "completion": f" {answer}"})
-        elif shape == "chat":
-            rows.append({"messages": [{"role": "user", "content": f"reverse: {question}"},
-                                      {"role": "assistant", "content": answer}]})
-        else:
-            rows.append({"input": question, "target": answer})
-    return rows
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return str(path)
