@@ -35,7 +35,14 @@ from autopeft.workers.frozen import FrozenBottom, lowest_adapted_layer
 from autopeft.workers.lm_data import LMTaskData, load_lm_task_data
 from autopeft.workers.lm_encode import LMEncoded, collate_lm, encode_causal, encode_seq2seq, end_token_id
 from autopeft.workers.lm_loss import generation_metrics, head_on_targets_only, score, token_losses
-from autopeft.workers.lm_models import PEFT_TASK_TYPES, adapters_in_fp32, check_lm_model, check_precision, load_lm
+from autopeft.workers.lm_models import (
+    PEFT_TASK_TYPES,
+    adapters_in_fp32,
+    check_lm_model,
+    check_precision,
+    enable_checkpointing,
+    load_lm,
+)
 from autopeft.workers.lm_tasks import resolve_lm_task
 from autopeft.workers.resources import failure_kind, one_line, peak_memory_mb, reset_peak_memory
 from autopeft.workers.result import TrialResult
@@ -140,7 +147,7 @@ def _train_and_score(model_name: str, task: str, plan: Plan, fidelity: FidelityS
 
     model = fresh_model(cached, fidelity.seed)  # shares the frozen weights; no head to re-initialise
     if fidelity.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
     structure = structure_of(model.config)
     count = count_plan(plan, structure)
     model = apply_plan(model, plan, structure, task_type=PEFT_TASK_TYPES[kind])

@@ -101,3 +101,14 @@ def adapters_in_fp32(model: nn.Module) -> list[nn.Parameter]:
         if p.dtype != torch.float32:
             p.data = p.data.float()
     return trainable
+
+
+def enable_checkpointing(model: nn.Module) -> None:
+    """Recompute each block's activations in the backward pass (non-reentrant, so frozen inputs work).
+
+    transformers 5 names it activation checkpointing (``gradient_checkpointing_enable`` is deprecated).
+    """
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
