@@ -167,6 +167,12 @@ def test_exact_match_without_max_new_tokens_is_one_line(llama, data):
     assert result.failure["kind"] == "data_error" and result.steps == 0
 
 
+def test_exact_match_on_text_rows_is_one_line(llama, tmp_path):
+    task = write_jsonl(tmp_path / "text.jsonl", [{"text": f"row {i} of plain text"} for i in range(20)])
+    with pytest.raises(DataError, match="metric exact_match needs rows with an answer"):
+        check_task(llama, f"{task}?kind=causal-lm&metric=exact_match", FAST.model_copy(update={"max_new_tokens": 4}))
+
+
 def test_chat_rows_with_a_tokenizer_without_a_template_are_one_line(llama_no_template, data):
     CACHE.clear()
     with pytest.raises(DataError, match=r"chat.jsonl\?kind=causal-lm \(train split\): messages rows need a chat template"):

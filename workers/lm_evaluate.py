@@ -92,6 +92,9 @@ def check_lm_task(model: str, task: str, fidelity: FidelitySpec, device: str | N
         check_precision(fidelity, torch.device(device))
     for split in ("train", "heldout", *(("dev",) if data.dev is not None else ())):
         lm_encoded(model, task, fidelity, split)
+    if data.task.metric == "exact_match" and all(r is None for r in lm_encoded(model, task, fidelity, "heldout").references):
+        raise DataError(f"{task}: metric exact_match needs rows with an answer (prompt/completion, messages or "
+                        "input/target); text rows have none, and no held-out row has one")
     return data
 
 
