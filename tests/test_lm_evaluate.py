@@ -65,6 +65,7 @@ def test_a_decoder_learns_the_reversal_task_on_completion_tokens(llama, data):
     assert after.no_grad_layers == 1 and after.steps == 60
     assert len(after.curve) == 4 and after.curve[-1] == after.metric < after.curve[0]  # 16 steps a pass, 4 passes
     assert after.truncated == {"train": 0, "train_dropped": 0, "heldout": 0, "heldout_dropped": 0}
+    assert after.precision == "fp32" and after.device == "cpu"
     assert after.split["train"] == 256 and after.split["heldout"] == 30 and after.split["shapes"] == ["pair"]
 
 

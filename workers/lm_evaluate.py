@@ -2,7 +2,8 @@
 
 `autopeft.workers.evaluate.evaluate_plan` routes ``kind=causal-lm`` and ``kind=seq2seq`` tasks here.
 Per worker process, `CACHE` keeps the tokenizer, the checked and tokenised splits and the frozen base
-model; each trial's model is a copy that shares the cached weights (as for classification).
+model; each trial's model is a copy that shares the cached weights (as for classification). A 4-/8-bit
+base is loaded afresh for each trial instead.
 
 Speed, as the classification evaluator: length-grouped batches with dynamic padding; for decoders the
 embeddings and the blocks below the lowest adapted block run without autograd (`frozen`); the LM head
@@ -42,6 +43,7 @@ from autopeft.workers.lm_models import (
     check_precision,
     enable_checkpointing,
     load_lm,
+    precision_name,
 )
 from autopeft.workers.lm_tasks import resolve_lm_task
 from autopeft.workers.resources import failure_kind, one_line, peak_memory_mb, reset_peak_memory
@@ -99,8 +101,8 @@ def check_lm_task(model: str, task: str, fidelity: FidelitySpec, device: str | N
 
 
 def base_lm(model: str, kind: str, fidelity: FidelitySpec, device: torch.device) -> BaseModel:
-    """The frozen pretrained language model on `device` (cached; a quantised base too, by its settings)."""
-    return CACHE.get(("lm-model", model, kind, str(device), fidelity.quantization), lambda: BaseModel(
+    """The frozen pretrained language model (not quantised) on `device`, loaded once per process."""
+    return CACHE.get(("lm-model", model, kind, str(device)), lambda: BaseModel(
         load_lm(model, kind, fidelity, device, tokenizer(model).pad_token_id), frozenset()))
 
 
@@ -145,10 +147,13 @@ def _train_and_score(model_name: str, task: str, plan: Plan, fidelity: FidelityS
     tok = tokenizer(model_name)
     encs = {"train": lm_encoded(model_name, task, fidelity, "train"), "heldout": lm_encoded(model_name, task, fidelity, "heldout")}
     train, heldout = encs["train"], encs["heldout"]
-    cached = base_lm(model_name, kind, fidelity, dev)
-    reset_peak_memory(dev)
-
-    model = fresh_model(cached, fidelity.seed)  # shares the frozen weights; no head to re-initialise
+    if fidelity.quantization == "none":
+        cached = base_lm(model_name, kind, fidelity, dev)
+        reset_peak_memory(dev)
+        model = fresh_model(cached, fidelity.seed)  # shares the frozen weights; no head to re-initialise
+    else:  # a quantised base is loaded for each trial: its bitsandbytes weights are not shared between copies
+        reset_peak_memory(dev)
+        model = load_lm(model_name, kind, fidelity, dev, tok.pad_token_id)
     if fidelity.gradient_checkpointing:
         enable_checkpointing(model)
     structure = structure_of(model.config)
@@ -217,5 +222,5 @@ def _train_and_score(model_name: str, task: str, plan: Plan, fidelity: FidelityS
         params=count.params, params_pct=count.pct, head_params=0, train_seconds=train_seconds,
         eval_seconds=eval_seconds, throughput=seen / train_seconds if train_seconds > 0 else 0.0,
         peak_memory_mb=peak_memory_mb(dev), steps=steps, no_grad_layers=no_grad_layers,
-        truncated=_truncation(encs), split=data.split_info(), **base,
+        truncated=_truncation(encs), precision=precision_name(fidelity, dev), split=data.split_info(), **base,
     )

@@ -112,3 +112,10 @@ def enable_checkpointing(model: nn.Module) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def precision_name(fidelity: FidelitySpec, device: torch.device) -> str:
+    """How the frozen base is stored: ``4bit`` / ``8bit`` when quantised, else its dtype (``bf16``, ``fp16``, ``fp32``)."""
+    if fidelity.quantization != "none":
+        return fidelity.quantization
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(weight_dtype(device), "fp32")
