@@ -16,7 +16,6 @@ of the steps then linear decay to 0, gradient norm clipped at 1.0.
 from __future__ import annotations
 
 import copy
-import math
 import random
 import socket
 import time
@@ -37,13 +36,12 @@ from autopeft.workers.batching import Encoded, collate, encode, length_grouped_b
 from autopeft.workers.cache import CACHE
 from autopeft.workers.data import TaskData, load_task_data
 from autopeft.workers.frozen import FrozenBottom, lowest_adapted_layer
+from autopeft.workers.lm_tasks import lm_kind
 from autopeft.workers.metrics import classification_metrics, regression_metrics
 from autopeft.workers.resources import failure_kind, one_line, peak_memory_mb, reset_peak_memory
 from autopeft.workers.result import TrialResult
 from autopeft.workers.tasks import DataError, resolve_task
-
-WARMUP_FRACTION = 0.06
-MAX_GRAD_NORM = 1.0
+from autopeft.workers.training import MAX_GRAD_NORM, adamw_with_schedule, total_steps
 
 
 def _data_key(task: str, fidelity: FidelitySpec, data_dir) -> tuple:
@@ -57,8 +55,17 @@ def task_data(task: str, fidelity: FidelitySpec, data_dir: str | Path | None = N
         train_size=fidelity.train_size, eval_size=fidelity.eval_size))
 
 
-def check_task(model: str, task: str, fidelity: FidelitySpec, data_dir: str | Path | None = None) -> TaskData:
-    """Read and check the task's data now, so data errors surface before any training (`DataError`)."""
+def check_task(model: str, task: str, fidelity: FidelitySpec, data_dir: str | Path | None = None,
+               device: str | None = None) -> TaskData:
+    """Read and check the task's data now, so data errors surface before any training (`DataError`).
+
+    Language-model tasks (`lm_evaluate.check_lm_task`) also check the model kind, the metric at this
+    fidelity and, given the `device` trials run on, the precision settings (`ModelError`).
+    """
+    if lm_kind(task) is not None:
+        from autopeft.workers.lm_evaluate import check_lm_task
+
+        return check_lm_task(model, task, fidelity, device)
     return task_data(task, fidelity, data_dir)
 
 
@@ -184,7 +191,12 @@ def evaluate_plan(model: str, task: str, plan: Plan, fidelity: FidelitySpec, dat
     `device` e.g. ``"cpu"`` or ``"cuda:0"`` (default: CUDA when available). With `evaluate_dev`,
     `metrics` also holds ``dev_*`` figures on the dev split (for final reporting, not for the search).
     A failure comes back as a `TrialResult` with `status="failed"` and `failure={kind, message}`.
+    Language-model tasks (``kind=causal-lm|seq2seq``) are trained by `lm_evaluate.evaluate_lm_plan`.
     """
+    if lm_kind(task) is not None:
+        from autopeft.workers.lm_evaluate import evaluate_lm_plan
+
+        return evaluate_lm_plan(model, task, plan, fidelity, data_dir, device, evaluate_dev)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     base = {"seed": fidelity.seed, "device": str(dev), "host": socket.gethostname(), "fidelity": fidelity.model_dump()}
     try:
@@ -226,12 +238,8 @@ def _train_and_score(model_name: str, task: str, plan: Plan, fidelity: FidelityS
     no_grad_layers = lowest if bottom.active else 0
 
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=fidelity.learning_rate, weight_decay=0.0)
-    per_epoch = math.ceil(len(train) / fidelity.batch_size)
-    total = fidelity.max_steps or max(1, math.ceil(fidelity.epochs * per_epoch))
-    warmup = max(1, int(WARMUP_FRACTION * total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    total = total_steps(len(train), fidelity.batch_size, fidelity.epochs, fidelity.max_steps)
+    optimizer, scheduler = adamw_with_schedule(trainable, fidelity.learning_rate, total)
     scaler = torch.amp.GradScaler(enabled=amp == torch.float16)
     rng = random.Random(fidelity.seed)
     torch.manual_seed(fidelity.seed)  # dropout

@@ -22,6 +22,9 @@ A task is named in one of two ways:
   ``accuracy``, ``pearson`` for regression); ``dev``: a dev file of the same layout, kept for final
   reporting.
 
+Language-model tasks (``kind=causal-lm``, ``kind=seq2seq``) take the same file syntax; see
+`autopeft.workers.lm_tasks`.
+
 Metrics: classification reports ``accuracy``, ``f1`` (class 1 for two classes, macro otherwise) and
 ``matthews``; regression reports ``pearson`` and ``spearman``.
 """
@@ -31,7 +34,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
+
+if TYPE_CHECKING:
+    from autopeft.workers.lm_tasks import LMTaskSpec
 
 
 class DataError(ValueError):
@@ -112,8 +119,13 @@ GLUE_TASKS = tuple(f"glue:{name}" for name in _GLUE)
 GLUE_HUB_DATASET = "nyu-mll/glue"
 
 
-def resolve_task(task: str, data_dir: str | Path | None = None) -> TaskSpec:
-    """The `TaskSpec` for `task` (see the module docstring); `DataError` for a task that cannot be used."""
+def resolve_task(task: str, data_dir: str | Path | None = None) -> TaskSpec | LMTaskSpec:
+    """The `TaskSpec` for `task` (see the module docstring), an `LMTaskSpec` for ``kind=causal-lm|seq2seq``;
+    `DataError` for a task that cannot be used."""
+    from autopeft.workers.lm_tasks import lm_kind, resolve_lm_task
+
+    if lm_kind(task) is not None:
+        return resolve_lm_task(task)
     if task.startswith("glue:"):
         return _glue_task(task[5:].lower().replace("-", ""), data_dir)
     return _file_task(task.removeprefix("file:"), task)
@@ -165,7 +177,7 @@ def _file_task(spec: str, task: str) -> TaskSpec:
         raise DataError(f"task {task}: unknown option(s) {', '.join(unknown)}; expected {', '.join(o + '=' for o in _OPTIONS)}")
     kind = options.get("kind", "classification")
     if kind not in ("classification", "regression"):
-        raise DataError(f"task {task}: kind: expected classification or regression, got {kind!r}")
+        raise DataError(f"task {task}: kind: expected classification, regression, causal-lm or seq2seq, got {kind!r}")
     texts = tuple(c for c in options.get("text", "").split(",") if c)
     if len(texts) > 2:
         raise DataError(f"task {task}: text: expected one or two columns, got {len(texts)} ({', '.join(texts)})")

