@@ -4,7 +4,10 @@ A task is named in one of two ways:
 
 - ``glue:<name>`` (``rte``, ``sst2``, ``cola``, ``mrpc``, ``stsb``, ``qnli``, ``qqp``, ``mnli``,
   ``wnli``): GLUE TSV files from a data directory in the official layout (``<dir>/SST-2/train.tsv``,
-  ``<dir>/SST-2/dev.tsv``; CoLA without a header row; MNLI's dev is ``dev_matched.tsv``), or, with no
+  ``<dir>/SST-2/dev.tsv``; CoLA without a header row; MRPC's header after a UTF-8 byte-order mark
+  (``Quality``, ``#1 String``, ``#2 String``); STS-B's float ``score``; QQP's ``is_duplicate``;
+  MNLI's ``gold_label`` and dev ``dev_matched.tsv``; cells read verbatim, without csv quoting, since
+  STS-B, MRPC and MNLI cells may start with a quote character; docs/user-guide.md has the table), or, with no
   data directory, the ``nyu-mll/glue`` dataset from the Hugging Face hub when the ``datasets``
   package is installed and the hub is not switched off (``HF_HUB_OFFLINE``, ``HF_DATASETS_OFFLINE``).
 - a local file, ``[file:]PATH[?OPTIONS]``, CSV (comma, header row), TSV (tab, header row) or JSONL
