@@ -176,3 +176,11 @@ def test_a_dev_file_in_another_encoding_is_named(tmp_path):
     dev.write_bytes("sentence,label\nna\xefve,1\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"d.csv: not UTF-8 text \(byte 0xef at line 2\)"):
         load(f"{train}?dev={dev}")
+
+
+def test_a_plus_in_a_dev_path_is_a_plus(tmp_path):
+    folder = tmp_path / "c++"
+    folder.mkdir()
+    for name in ("t.csv", "d.csv"):
+        (folder / name).write_text("sentence,label\n" + "".join(f"film {i},{i % 2}\n" for i in range(20)))
+    assert len(load(f"{folder / 't.csv'}?dev={folder / 'd.csv'}").dev) == 20

@@ -158,6 +158,7 @@ _OPTIONS = ("text", "label", "kind", "labels", "metric", "dev")
 
 def _file_task(spec: str, task: str) -> TaskSpec:
     path_text, _, query = spec.partition("?")
+    query = query.replace("+", "%2B")  # a `+` in a path (dev=c++/dev.csv) is a plus, not a URL-encoded space
     options = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
     path = Path(path_text)
     file_format = _FORMATS.get(path.suffix.lower())
