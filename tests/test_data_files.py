@@ -12,7 +12,10 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from autopeft.cli import app
+from autopeft.study import load_study, open_storage
 from autopeft.workers.data import load_task_data
 from autopeft.workers.tasks import DataError, resolve_task
 
@@ -114,6 +117,33 @@ def test_cola_without_header_keeps_its_columns_in_a_crlf_file(tmp_path):
     write_glue(tmp_path, "CoLA", {"train.tsv": tsv(None, rows), "dev.tsv": tsv(None, rows[:3])}, newline="\r\n")
     train, dev = every_example(load("glue:cola", tmp_path))
     assert train[7] == ((f"{QUOTED} 7.",), 1) and len(train) == 20 and len(dev) == 3
+
+
+def test_search_runs_on_official_mrpc_and_stsb_files_and_stores_the_target_scaling(tmp_path, tiny_bert_dir):
+    """The issue's failing command, `autopeft search --task glue:mrpc --data-dir DIR`, on files as distributed."""
+    words = ["good", "bad", "film", "plot", "fun", "dull", "great", "slow"]
+    pairs = [(" ".join(words[(i + k) % 8] for k in range(4)), " ".join(words[(i * 3 + k) % 8] for k in range(3)))
+             for i in range(60)]
+    mrpc = [(i % 2, i, i + 1000, a, b) for i, (a, b) in enumerate(pairs)]
+    write_glue(tmp_path, "MRPC", {"train.tsv": tsv(MRPC_HEADER, mrpc), "dev.tsv": tsv(MRPC_HEADER, mrpc[:8])}, "\r\n")
+    stsb = [(i, "main-news", "headlines", "2015", i, "none", "none", f'"{a}', b, f"{(i * 0.37) % 5:.3f}")
+            for i, (a, b) in enumerate(pairs)]
+    write_glue(tmp_path, "STS-B", {"train.tsv": tsv(STSB_HEADER, stsb), "dev.tsv": tsv(STSB_HEADER, stsb[:8])})
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    for name in ("mrpc", "stsb"):
+        result = CliRunner().invoke(app, [
+            "search", "--model", tiny_bert_dir, "--task", f"glue:{name}", "--data-dir", str(tmp_path), "--space", "lora",
+            "--trials", "1", "--train-size", "48", "--max-steps", "2", "--budget-pct", "5", "--storage", url,
+            "--study", name, "--executor", "inline", "--sampler", "random"])
+        assert result.exit_code == 0, result.output
+        (trial,) = load_study(open_storage(url), name).get_trials()
+        assert trial.user_attrs["result"]["status"] == "ok", trial.user_attrs["result"]["failure"]
+        stored = trial.user_attrs["result"]
+        assert stored["metric_name"] == {"mrpc": "f1", "stsb": "pearson"}[name]
+        if name == "mrpc":
+            assert stored["target_scaling"] is None
+        else:  # mean and std of the 48 training scores the trial was trained on, in label units
+            assert 2.0 < stored["target_scaling"]["mean"] < 3.0 and 1.0 < stored["target_scaling"]["std"] < 1.8
 
 
 # --- files saved by spreadsheet tools and editors -------------------------------------------------------
