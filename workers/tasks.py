@@ -4,7 +4,10 @@ A task is named in one of two ways:
 
 - ``glue:<name>`` (``rte``, ``sst2``, ``cola``, ``mrpc``, ``stsb``, ``qnli``, ``qqp``, ``mnli``,
   ``wnli``): GLUE TSV files from a data directory in the official layout (``<dir>/SST-2/train.tsv``,
-  ``<dir>/SST-2/dev.tsv``; CoLA without a header row; MNLI's dev is ``dev_matched.tsv``), or, with no
+  ``<dir>/SST-2/dev.tsv``; CoLA without a header row; MRPC's header after a UTF-8 byte-order mark
+  (``Quality``, ``#1 String``, ``#2 String``); STS-B's float ``score``; QQP's ``is_duplicate``;
+  MNLI's ``gold_label`` and dev ``dev_matched.tsv``; cells read verbatim, without csv quoting, since
+  STS-B, MRPC and MNLI cells may start with a quote character; docs/user-guide.md has the table), or, with no
   data directory, the ``nyu-mll/glue`` dataset from the Hugging Face hub when the ``datasets``
   package is installed and the hub is not switched off (``HF_HUB_OFFLINE``, ``HF_DATASETS_OFFLINE``).
 - a local file, ``[file:]PATH[?OPTIONS]``, CSV (comma, header row), TSV (tab, header row) or JSONL
@@ -167,6 +170,7 @@ _OPTIONS = ("text", "label", "kind", "labels", "metric", "dev")
 
 def _file_task(spec: str, task: str) -> TaskSpec:
     path_text, _, query = spec.partition("?")
+    query = query.replace("+", "%2B")  # a `+` in a path (dev=c++/dev.csv) is a plus, not a URL-encoded space
     options = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
     path = Path(path_text)
     file_format = _FORMATS.get(path.suffix.lower())
