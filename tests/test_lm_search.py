@@ -50,3 +50,73 @@ def test_a_causal_lm_search_on_an_encoder_only_model_is_one_line(tmp_path, tiny_
     assert result.exit_code != 0
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "bert is an encoder-only model" in lines[0], result.output
+
+
+def test_a_minimised_loss_runs_through_search_study_pareto_and_dashboard(tmp_path, llama, one_torch_thread):
+    """eval_loss is minimised: the study, `autopeft pareto`/`studies` and the dashboard API all show the
+    lower-left front (lowest loss for fewest params) and the lowest loss as the best."""
+    from fastapi.testclient import TestClient
+
+    from autopeft.dashboard import create_app
+    from autopeft.pareto import hypervolume
+
+    data = write_jsonl(tmp_path / "sft.jsonl", reversal_rows(80))
+    url = f"sqlite:///{tmp_path / 'min.db'}"
+    # the random tiny Llama starts above the uniform-prediction loss ln V (the default ceiling): set one
+    (tmp_path / "min.yaml").write_text(yaml.safe_dump({"objectives": {"metric_ceiling": 40.0}}))
+    result = runner.invoke(app, ["search", str(tmp_path / "min.yaml"), "--model", llama, "--task",
+                                 f"{data}?kind=causal-lm", "--space", "lora", "--trials", "6", "--executor", "inline",
+                                 "--budget-pct", "20", "--max-steps", "4", "--train-size", "64", "--storage", url,
+                                 "--study", "min", "--sampler", "random", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "eval_loss ↓" in result.output
+    study = load_study(open_storage(url), "min")
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"]
+    objective = study.user_attrs["objective"]
+    assert objective["metric"] == "eval_loss" and objective["direction"] == "minimize"
+    assert objective["reference"] == 40.0
+    done = [(t.number, t.values[0], t.values[1]) for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    assert len(done) == 6 and len({round(loss, 6) for _, loss, _ in done}) > 1
+
+    def dominated(loss, pct):
+        return any(l2 <= loss and p2 <= pct and (l2, p2) != (loss, pct) for _, l2, p2 in done)
+
+    lower_left = sorted(n for n, loss, pct in done if not dominated(loss, pct))
+    pareto = runner.invoke(app, ["pareto", "min", "--storage", url, "--format", "json"])
+    assert pareto.exit_code == 0, pareto.output
+    assert sorted(r["trial"] for r in json.loads(pareto.output)) == lower_left
+    best = min(loss for _, loss, pct in done if pct <= 20)
+    studies = json.loads(runner.invoke(app, ["studies", "--storage", url, "--format", "json"]).output)
+    assert studies[0]["best_metric"] == pytest.approx(best) and studies[0]["direction"] == "minimize"
+    expected_hv = hypervolume([(loss, pct) for _, loss, pct in done], (objective["reference"], 20.0), maximize=False)
+    assert studies[0]["hypervolume"] == pytest.approx(expected_hv) and expected_hv > 0
+
+    with TestClient(create_app(url)) as client:
+        (summary,) = client.get("/api/studies").json()
+        assert summary["best_metric"] == pytest.approx(best) and summary["direction"] == "minimize"
+        assert summary["best_trial"] in lower_left and summary["hypervolume"] == pytest.approx(expected_hv)
+        page = client.get(f"/api/studies/{summary['study_id']}").json()
+        assert sorted(p["number"] for p in page["pareto_front"]["front"]) == lower_left
+        assert page["hypervolume"]["by_number"][-1] == pytest.approx(expected_hv)
+
+
+def test_a_minimised_metric_defaults_its_ceiling_to_a_uniform_prediction(llama):
+    import math
+
+    from transformers import AutoConfig
+
+    from autopeft.runner import SearchError, search_objective
+    from autopeft.spec import build_spec
+
+    vocab = AutoConfig.from_pretrained(llama).vocab_size
+    spec = build_spec({}, {"model": llama, "task": "x.jsonl?kind=causal-lm"})
+    metrics = ("eval_loss", "perplexity", "token_accuracy")
+    loss = search_objective(spec, "eval_loss", metrics)
+    assert (loss.direction, loss.reference) == ("minimize", pytest.approx(math.log(vocab)))
+    ppl = search_objective(build_spec({}, {"model": llama, "objectives.metric": "perplexity"}), "eval_loss", metrics)
+    assert (ppl.metric, ppl.direction, ppl.reference) == ("perplexity", "minimize", float(vocab))
+    acc = search_objective(build_spec({}, {"model": llama, "objectives.metric": "token_accuracy",
+                                           "objectives.metric_floor": 0.2}), "eval_loss", metrics)
+    assert (acc.direction, acc.reference) == ("maximize", 0.2)
+    with pytest.raises(SearchError, match="objectives.metric: expected auto or one of eval_loss"):
+        search_objective(build_spec({}, {"model": llama, "objectives.metric": "accuracy"}), "eval_loss", metrics)
