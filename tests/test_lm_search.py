@@ -120,3 +120,21 @@ def test_a_minimised_metric_defaults_its_ceiling_to_a_uniform_prediction(llama):
     assert (acc.direction, acc.reference) == ("maximize", 0.2)
     with pytest.raises(SearchError, match="objectives.metric: expected auto or one of eval_loss"):
         search_objective(build_spec({}, {"model": llama, "objectives.metric": "accuracy"}), "eval_loss", metrics)
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"fidelity": {"quantization": "4bit"}}, "fidelity.quantization: 4bit needs a CUDA GPU"),
+    ({"objectives": {"metric": "exact_match"}}, "metric exact_match compares generated answers"),
+])
+def test_a_causal_lm_search_that_cannot_train_here_is_one_line_before_any_trial(tmp_path, llama, section, message):
+    data = write_jsonl(tmp_path / "sft.jsonl", reversal_rows(30))
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(section))
+    url = f"sqlite:///{tmp_path / 'bad.db'}"
+    result = runner.invoke(app, ["search", str(tmp_path / "bad.yaml"), "--model", llama, "--task", f"{data}?kind=causal-lm",
+                                 "--space", "lora", "--trials", "2", "--executor", "inline", "--storage", url])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.output
+    import optuna
+
+    assert [s.n_trials for s in optuna.get_all_study_summaries(open_storage(url))] in ([], [0])  # nothing trained
