@@ -36,6 +36,10 @@ from autopeft.search_spaces.space import SearchSpace
 from autopeft.spec import SearchSpec
 from autopeft.study import OBJECTIVE_ATTR, completed, fail_stale_trials, heartbeat, live_drivers, objective_of, points
 
+#: What a trial ran on, kept as its own small trial attr `resources` for tables: device (``cuda``/``cpu``),
+#: precision of the frozen base (``fp32``, ``bf16``, ``fp16``, ``4bit``, ``8bit``), peak memory (MiB).
+RESOURCE_KEYS = ("device", "precision", "peak_memory_mb")
+
 
 class SearchError(RuntimeError):
     """The search cannot go on (e.g. every trial fails); the message is one line."""
@@ -231,6 +235,7 @@ class Runner:
         trial = running.trial
         if outcome.attrs:
             trial.set_user_attr("result", outcome.attrs)
+            trial.set_user_attr("resources", {k: outcome.attrs.get(k) for k in RESOURCE_KEYS})
         if self.ladder is not None:
             self._record_rung(running, outcome)
             if outcome.ok and running.rung < len(self.ladder) - 1:

@@ -98,6 +98,9 @@ def test_a_minimised_loss_runs_through_search_study_pareto_and_dashboard(tmp_pat
         page = client.get(f"/api/studies/{summary['study_id']}").json()
         assert sorted(p["number"] for p in page["pareto_front"]["front"]) == lower_left
         assert page["hypervolume"]["by_number"][-1] == pytest.approx(expected_hv)
+        rows = client.get(f"/api/studies/{summary['study_id']}/trials?limit=100").json()["rows"]
+        assert len(rows) == 6 and all(r["device"] == "cpu" and r["precision"] == "fp32" for r in rows)
+        assert all(r["peak_memory_mb"] > 0 for r in rows)  # shown in the trials table beside the device
 
 
 def test_a_minimised_metric_defaults_its_ceiling_to_a_uniform_prediction(llama):
