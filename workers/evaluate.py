@@ -178,6 +178,9 @@ def _score(predictions: np.ndarray, enc: Encoded, regression: bool) -> dict[str,
     return regression_metrics(predictions, labels) if regression else classification_metrics(predictions, labels)
 
 
+AMP_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
 def _amp_dtype(device: torch.device) -> torch.dtype | None:
     """Autocast dtype on CUDA (bf16 where supported, else fp16); None (full precision) elsewhere."""
     if device.type != "cuda":
@@ -224,6 +227,7 @@ def _train_and_score(model_name: str, task: str, plan: Plan, fidelity: FidelityS
                      dev: torch.device, base: dict[str, Any], evaluate_dev: bool, standardise_targets: bool) -> TrialResult:
     regression = data.task.kind == "regression"
     amp = _amp_dtype(dev)
+    base = {**base, "precision": "fp32" if amp is None else f"{AMP_NAMES[amp]}-autocast"}
     train = encoded(model_name, task, fidelity, data_dir, "train")
     scaling = TargetScaling.fit(data.train.labels) if regression and standardise_targets else None
     if scaling is not None:
