@@ -17,6 +17,7 @@ from collections import Counter
 
 from torch import nn
 
+from autopeft.optional import require_adapters
 from autopeft.search_spaces.counting import ADAPTERS_IA3_PLACEMENT, check_buildable, library_for
 from autopeft.search_spaces.model_structure import ModelStructure
 from autopeft.search_spaces.plan import ModulePlan, Plan, PlanError
@@ -83,12 +84,14 @@ def _bottleneck_factor(structure: ModelStructure, module: ModulePlan):
 
 
 def adapters_config(plan: Plan, structure: ModelStructure):
-    """An AdapterHub config (one family, or a `ConfigUnion`) that builds exactly `plan`."""
-    import adapters
+    """An AdapterHub config (one family, or a `ConfigUnion`) that builds exactly `plan`.
 
+    Raises `MissingExtra` (one line naming `autopeft[adapters]`) where `adapters` is not installed.
+    """
     check_buildable(plan, "adapters")
     if plan.is_empty:
         raise PlanError("plan: no module in any layer; nothing to build")
+    adapters = require_adapters(_what(plan))
     configs = []
     for m in plan.active:
         leave_out = [i for i in range(plan.num_layers) if m.sizes[i] == 0]
@@ -107,6 +110,10 @@ def adapters_config(plan: Plan, structure: ModelStructure):
     return configs[0] if len(configs) == 1 else adapters.ConfigUnion(*configs)
 
 
+def _what(plan: Plan) -> str:
+    return f"a {' + '.join(plan.families) or 'empty'} plan"
+
+
 def apply_plan(model: nn.Module, plan: Plan, structure: ModelStructure) -> nn.Module:
     """Add `plan`'s modules to a Hugging Face model and freeze everything else.
 
@@ -117,9 +124,8 @@ def apply_plan(model: nn.Module, plan: Plan, structure: ModelStructure) -> nn.Mo
         from peft import get_peft_model
 
         return get_peft_model(model, peft_config(plan, structure))
-    import adapters
-
     config = adapters_config(plan, structure)
+    adapters = require_adapters(_what(plan))
     adapters.init(model)
     model.add_adapter(ADAPTER_NAME, config=config)
     model.train_adapter(ADAPTER_NAME)

@@ -6,24 +6,21 @@ layer at one size, following the library that builds the plan (`library_for`):
 - LoRA (peft): r * (in + out) per targeted linear layer;
 - LoRA (adapters, q and v only): r * ((hidden + q_out) + (hidden + v_out));
 - IA3 (peft): one vector per target, of its output size (input size for feed-forward targets);
-- IA3 (adapters, feed-forward block): the vectors adapters places in one layer, probed once per
-  model on the meta device;
+- IA3 (adapters, feed-forward block): one vector per projection of the block, of its output size:
+  intermediate + hidden (adapters wraps the up and the down projection, in either order);
 - serial / parallel bottleneck adapter of width d: 2 * hidden * d + d + hidden;
 - prefix of length L (flat): L * 2 * kv_heads * head_dim.
 
+No count needs the adapters library: every family, whichever library builds it, is counted from the
+config (tests check each against the instantiated model, in the environment that has the library).
 The classification head is not counted: it depends on the task, not on the plan.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import logging
 from dataclasses import dataclass
 
-import torch
-
-from autopeft.search_spaces.model_structure import LAYER_COUNT_ATTRS, ModelStructure
+from autopeft.search_spaces.model_structure import ModelStructure
 from autopeft.search_spaces.plan import ModulePlan, Plan, PlanError
 
 PEFT_FAMILIES = ("lora", "ia3")
@@ -47,6 +44,11 @@ def library_for(plan: Plan) -> str:
     """`peft` for a plan with LoRA alone or IA3 alone (peft cannot mix types), else `adapters`."""
     families = plan.families
     return "peft" if len(families) == 1 and families[0] in PEFT_FAMILIES else "adapters"
+
+
+def adapters_only(families) -> tuple[str, ...]:
+    """The families among `families` that only AdapterHub `adapters` builds (the `autopeft[adapters]` extra)."""
+    return tuple(f for f in families if f not in PEFT_FAMILIES)
 
 
 def combinable(families) -> bool:
@@ -89,7 +91,7 @@ def layer_cost(structure: ModelStructure, family: str, size: int, library: str, 
         return size * sum(lin.in_features + lin.out_features for lin in structure.select("lora", targets or "qv"))
     if family == "ia3":
         if library == "adapters":
-            return _adapters_ia3_layer_cost(structure)
+            return structure.intermediate_size + h
         feedforward = set(structure.ia3_feedforward())
         return sum(lin.in_features if lin in feedforward else lin.out_features for lin in structure.select("ia3", "kv-ffn"))
     if family in ("serial", "parallel"):
@@ -111,30 +113,3 @@ def count_plan(plan: Plan, structure: ModelStructure) -> ParamCount:
     total = sum(module_params(structure, m, library) for m in plan.active)
     return ParamCount(params=total, base_params=structure.base_params)
 
-
-def _adapters_ia3_layer_cost(structure: ModelStructure) -> int:
-    return _probe_adapters_ia3(structure.config_json)
-
-
-@functools.lru_cache(maxsize=32)
-def _probe_adapters_ia3(config_json: str) -> int:
-    """IA3 vectors adapters puts in one layer (its per-architecture placement), counted on the meta device."""
-    import adapters
-    from transformers import AutoConfig, AutoModel
-
-    data = json.loads(config_json)
-    for name in LAYER_COUNT_ATTRS:
-        if name in data:
-            data[name] = 1
-    log = logging.getLogger("adapters")
-    level = log.level
-    log.setLevel(logging.ERROR)  # adapters warns "none are activated" while it builds the probe: not the user's concern
-    try:
-        with torch.device("meta"):
-            model = AutoModel.from_config(AutoConfig.for_model(**data))
-            adapters.init(model)
-            model.add_adapter("probe", config=adapters.IA3Config(**ADAPTERS_IA3_PLACEMENT))
-        model.train_adapter("probe")
-    finally:
-        log.setLevel(level)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

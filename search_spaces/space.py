@@ -28,7 +28,7 @@ import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from autopeft.search_spaces.counting import ParamCount, combinable, count_plan
+from autopeft.search_spaces.counting import ParamCount, adapters_only, combinable, count_plan
 from autopeft.search_spaces.model_structure import ModelStructure
 from autopeft.search_spaces.plan import TARGET_GROUPS, ModulePlan, Plan
 
@@ -150,6 +150,10 @@ class SearchSpace:
             targets=tuple(m.targets) if m.targets else (None,),
             alpha=tuple(m.alpha) if m.alpha else (None,),
         )
+
+    def adapters_families(self) -> tuple[str, ...]:
+        """Families of the space that only AdapterHub `adapters` builds: searching the space needs that extra."""
+        return adapters_only(m.family for m in self.modules)
 
     # --- dimensions ---------------------------------------------------------------------------
     def distributions(self) -> dict[str, BaseDistribution]:

@@ -45,7 +45,7 @@ def _baseline(model_dir: str, task: str, plan, fidelity, data_dir: str) -> dict[
 
     from autopeft.backends import peft_config
     from autopeft.search_spaces import load_config, structure_of
-    from autopeft.workers.evaluate import task_data
+    from autopeft.workers.evaluate import quiet_loading, task_data
     from autopeft.workers.metrics import classification_metrics
 
     data = task_data(task, fidelity, data_dir)
@@ -59,7 +59,8 @@ def _baseline(model_dir: str, task: str, plan, fidelity, data_dir: str) -> dict[
 
     train, heldout, dev = encode(data.train), encode(data.heldout), encode(data.dev)
     torch.manual_seed(fidelity.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=data.num_labels)
+    with quiet_loading():
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=data.num_labels)
     model = get_peft_model(model, peft_config(plan, structure_of(load_config(model_dir)), task_type="SEQ_CLS"))
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=fidelity.batch_size,
