@@ -1,6 +1,7 @@
 # autopeft: `make demo` runs the main job, `make test` the tests; both create .venv when missing.
 # .venv is the core install (transformers 5.x, peft); .venv-adapters adds the `adapters` extra
-# (AdapterHub, which pins transformers ~=4.57.6) and runs the tests marked `adapters`.
+# (AdapterHub, which pins transformers ~=4.57.6) and runs the tests marked `adapters` (it holds only what
+# they need: the `test` extra, no browser, PostgreSQL driver or pretrained model).
 PY := .venv/bin/python
 PIP := .venv/bin/pip
 STAMP := .venv/.installed
@@ -29,7 +30,7 @@ $(ASTAMP): pyproject.toml
 	test -x $(APY) || python3 -m venv .venv-adapters
 	$(APIP) install -q --upgrade pip
 	$(APIP) install -q torch==2.13.0
-	$(APIP) install -q -e '.[dev,adapters]'
+	$(APIP) install -q -e '.[test,adapters]'
 	touch $(ASTAMP)
 
 # PostgreSQL (study DB tests) and Chromium (dashboard browser tests) from Debian, when missing.
