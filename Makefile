@@ -17,20 +17,21 @@ venv: $(STAMP)
 venv-adapters: $(ASTAMP)
 
 # torch first: the CPU wheel on local disk; a bare `torch` requirement would pull a multi-GB CUDA build.
+# --no-compile: Python compiles the modules it imports on first use, not every file of every package now.
 # A .venv made before the split may hold adapters and transformers 4.57: the core env has neither.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q --no-compile torch==2.13.0
 	$(PIP) uninstall -q -y adapters 2>/dev/null || true
-	$(PIP) install -q -e '.[dev]' --upgrade transformers
+	$(PIP) install -q --no-compile -e '.[dev]' --upgrade transformers
 	touch $(STAMP)
 
 $(ASTAMP): pyproject.toml
 	test -x $(APY) || python3 -m venv .venv-adapters
 	$(APIP) install -q --upgrade pip
-	$(APIP) install -q torch==2.13.0
-	$(APIP) install -q -e '.[test,adapters]'
+	$(APIP) install -q --no-compile torch==2.13.0
+	$(APIP) install -q --no-compile -e '.[test,adapters]'
 	touch $(ASTAMP)
 
 # PostgreSQL (study DB tests) and Chromium (dashboard browser tests) from Debian, when missing.
@@ -46,11 +47,14 @@ system-deps:
 	fi
 
 # The core suite on transformers 5.x (adapters tests skipped there), then the adapters tests on 4.57.
-test: venv venv-adapters system-deps
+# The two environments and the system packages are set up side by side (-j3).
+test:
+	$(MAKE) --no-print-directory -j3 venv venv-adapters system-deps
 	$(PY) -m pytest -q
 	$(APY) -m pytest -q -m 'adapters and not slow'
 
-test-slow: venv venv-adapters system-deps
+test-slow:
+	$(MAKE) --no-print-directory -j3 venv venv-adapters system-deps
 	$(PY) -m pytest -q -m slow
 	$(APY) -m pytest -q -m 'adapters and slow' || test $$? = 5  # 5: no such test collected
 
