@@ -57,19 +57,36 @@ class Lora(Family):
         return sum(size * (lin.in_features + lin.out_features) + (lin.out_features if dora else 0) for lin in linears)
 
     def peft_config(self, module, structure, task_type=None):
+        return self.peft_config_for((module,), structure, task_type)
+
+    def check_together(self, modules):
+        return _lowrank.check_together(self.name, modules)
+
+    def peft_config_for(self, modules, structure, task_type=None):
+        """One `LoraConfig` for one or more LoRA modules on disjoint target groups (per-layer, per-module
+        ranks and alphas through `rank_pattern` / `alpha_pattern`)."""
         from peft import LoraConfig
 
-        linears = self.targets_of(structure, module.targets)
-        rank, pattern = _lowrank.ranks(module, structure)
+        def linears_of(m, view):
+            return self.targets_of(view, m.targets)
+
+        if len(modules) == 1:
+            (module,) = modules
+            rank, pattern = _lowrank.ranks(module, structure)
+            alpha, alpha_pattern = module.alpha, {}
+        else:
+            rank, alpha, pattern, alpha_pattern = _lowrank.merged_ranks(modules, structure, linears_of)
+        first = modules[0]
         return LoraConfig(
             r=rank,
-            lora_alpha=module.alpha,
+            lora_alpha=alpha,
             lora_dropout=0.0,
-            target_modules=_lowrank.peft_targets(module, structure, linears),
+            target_modules=_lowrank.peft_targets(modules, structure, linears_of),
             rank_pattern=pattern,
-            fan_in_fan_out=any(lin.fan_in_fan_out for lin in linears),
-            use_dora=module.option("use_dora"),
-            use_rslora=module.option("use_rslora"),
+            alpha_pattern=alpha_pattern,
+            fan_in_fan_out=any(lin.fan_in_fan_out for m in modules for lin in self.targets_of(structure, m.targets)),
+            use_dora=first.option("use_dora"),
+            use_rslora=first.option("use_rslora"),
             task_type=task_type,
         )
 
