@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from autopeft.search_spaces.plan import ModulePlan
 
 TARGET_GROUPS = ("qv", "attention", "mlp", "all-linear")
-_FALLBACK_QV = ("query", "value", "q_proj", "v_proj", "q_lin", "v_lin", "c_attn", "qkv", "query_key_value", "Wqkv")
+_FALLBACK_QV = ("query", "value", "q_proj", "v_proj", "q_lin", "v_lin", "c_attn", "qkv", "qkv_proj", "query_key_value", "Wqkv")
 # Synthetic problem: size scale (rank at which capacity is 63% of its top) and gain per target group.
 TARGET_SCALE = {"qv": 4.0, "attention": 8.0, "mlp": 8.0, "all-linear": 12.0}
 TARGET_GAIN = {"qv": 1.0, "attention": 1.15, "mlp": 1.1, "all-linear": 1.3}

@@ -19,7 +19,7 @@ from autopeft.search_spaces.families.base import Family
 from autopeft.search_spaces.model_structure import LAYER_COUNT_ATTRS
 
 _FALLBACK_FFN_OUT = ("output.dense", "down_proj", "fc2", "mlp.c_proj", "out_lin", "dense_4h_to_h")
-_FALLBACK_IA3 = ("key", "value", "k_proj", "v_proj", "k_lin", "v_lin", "c_attn", "qkv", *_FALLBACK_FFN_OUT)
+_FALLBACK_IA3 = ("key", "value", "k_proj", "v_proj", "k_lin", "v_lin", "c_attn", "qkv", "qkv_proj", *_FALLBACK_FFN_OUT)
 # Where adapters puts IA3: the feed-forward block, since its attention block holds LoRA in mixed plans.
 ADAPTERS_PLACEMENT = {"selfattn_lora": False, "intermediate_lora": True, "output_lora": True}
 
