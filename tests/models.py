@@ -18,8 +18,17 @@ TINY_CONFIGS = {
 def _lm_configs():
     """Tiny random language models (2-3 blocks, hidden 32-64, vocab 120) of every family the model structure
     covers, for `AutoModelForCausalLM` / `AutoModelForSeq2SeqLM`: name → (config factory, seq2seq?)."""
-    from transformers import (BartConfig, GemmaConfig, GPTNeoXConfig, MistralConfig, OPTConfig, Phi3Config,
-                              Qwen2Config, Qwen3Config, T5Config)
+    from transformers import (
+        BartConfig,
+        GemmaConfig,
+        GPTNeoXConfig,
+        MistralConfig,
+        OPTConfig,
+        Phi3Config,
+        Qwen2Config,
+        Qwen3Config,
+        T5Config,
+    )
 
     decoder = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
                    intermediate_size=48, vocab_size=120, max_position_embeddings=64)

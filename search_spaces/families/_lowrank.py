@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from autopeft.search_spaces.errors import PlanError
