@@ -39,16 +39,17 @@ def adapters_config(plan: Plan, structure: ModelStructure):
     return adapters.ConfigUnion(*configs)
 
 
-def apply_plan(model: nn.Module, plan: Plan, structure: ModelStructure) -> nn.Module:
+def apply_plan(model: nn.Module, plan: Plan, structure: ModelStructure, task_type: str | None = None) -> nn.Module:
     """Add `plan`'s modules to a Hugging Face model and freeze everything else.
 
     Returns the model to train (a `PeftModel` for peft plans, the same model for adapters plans).
     Only adapter weights are trainable afterwards; callers unfreeze a task head themselves.
+    `task_type` is peft's (``CAUSAL_LM``, ``SEQ_2_SEQ_LM``; None for a plain `PeftModel`).
     """
     if library_for(plan) == "peft":
         from peft import get_peft_model
 
-        return get_peft_model(model, peft_config(plan, structure))
+        return get_peft_model(model, peft_config(plan, structure, task_type=task_type))
     import adapters
 
     config = adapters_config(plan, structure)

@@ -36,6 +36,10 @@ from autopeft.search_spaces.space import SearchSpace
 from autopeft.spec import SearchSpec
 from autopeft.study import OBJECTIVE_ATTR, completed, fail_stale_trials, heartbeat, live_drivers, objective_of, points
 
+#: What a trial ran on, kept as its own small trial attr `resources` for tables: device (``cuda``/``cpu``),
+#: precision of the frozen base (``fp32``, ``bf16``, ``fp16``, ``4bit``, ``8bit``), peak memory (MiB).
+RESOURCE_KEYS = ("device", "precision", "peak_memory_mb")
+
 
 class SearchError(RuntimeError):
     """The search cannot go on (e.g. every trial fails); the message is one line."""
@@ -231,6 +235,7 @@ class Runner:
         trial = running.trial
         if outcome.attrs:
             trial.set_user_attr("result", outcome.attrs)
+            trial.set_user_attr("resources", {k: outcome.attrs.get(k) for k in RESOURCE_KEYS})
         if self.ladder is not None:
             self._record_rung(running, outcome)
             if outcome.ok and running.rung < len(self.ladder) - 1:
@@ -395,8 +400,12 @@ def prepare_search(spec: SearchSpec, name: str, executor: Executor | None = None
     storage = open_storage(spec.storage.url)
     space = load_space(spec.space, structure_of(load_config(spec.model)))
     check_budget(space, spec)
-    data = check_task(spec.model, spec.task, spec.fidelity, data_dir=spec.data_dir)
+    data = check_task(spec.model, spec.task, spec.fidelity, data_dir=spec.data_dir, device=_local_device(spec))
     objective = search_objective(spec, data.task.metric, data.task.metrics)
+    if data.task.kind in ("causal-lm", "seq2seq"):
+        from autopeft.workers.lm_evaluate import check_lm_fidelity
+
+        check_lm_fidelity(objective.metric, spec.fidelity)
     sampler = make_sampler(
         spec.optimizer.sampler, space, budget_pct=spec.budget.max_params_pct, max_params=spec.budget.max_params,
         metric_reference=objective.reference, n_startup_trials=spec.optimizer.n_startup_trials,
@@ -421,6 +430,16 @@ def prepare_search(spec: SearchSpec, name: str, executor: Executor | None = None
         executor = make_executor(spec)
     runner = Runner(spec, study, space, executor)
     return SearchSession(spec=spec, study=study, space=space, runner=runner, recovered=runner.recover())
+
+
+def _local_device(spec: SearchSpec) -> str | None:
+    """Where trials run when they run on this machine (the inline executor, or a local Ray): ``cuda`` or
+    ``cpu``; None for a Ray cluster, whose workers check their own device."""
+    if spec.execution.executor == "ray" and spec.execution.ray_address:
+        return None
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def search_objective(spec: SearchSpec, task_metric: str, task_metrics: tuple[str, ...]) -> Objective:

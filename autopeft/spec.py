@@ -85,6 +85,17 @@ class FidelitySpec(_Section):
                                  json_schema_extra=_expect("a number in (0, 1]"))
     seed: int = Field(0, ge=0, description="Seed for data subsets, initialisation and order.",
                       json_schema_extra=_expect("a non-negative integer"))
+    max_new_tokens: int | None = Field(
+        None, gt=0, le=4096, description="Language-model tasks: tokens generated greedily per held-out row for "
+        "exact_match (None = no generation).", json_schema_extra=_expect("an integer in (0, 4096]"),
+    )
+    gradient_checkpointing: bool = Field(False, description="Language-model tasks: recompute block activations in "
+                                         "the backward pass (less memory, more time).",
+                                         json_schema_extra=_expect("true or false"))
+    quantization: Literal["none", "4bit", "8bit"] = Field(
+        "none", description="Language-model tasks on CUDA: load the frozen base in 4-bit (NF4, QLoRA) or 8-bit with "
+        "bitsandbytes.", json_schema_extra=_expect("none, 4bit or 8bit"),
+    )
 
 
 class PromotionSpec(_Section):

@@ -315,12 +315,14 @@ def table_row(r: TrialRow, pareto: bool) -> dict[str, Any]:
     return {"number": r.number, "state": r.state, "metric": r.metric, "params_pct": r.params_pct, "params": r.params,
             "families": list(r.families), "summary": r.summary, "pareto": pareto,
             "failure": _failure_text(r.failure) if r.state == "fail" else None,
-            "complete": r.complete.isoformat(timespec="seconds") if r.complete else None}
+            "complete": r.complete.isoformat(timespec="seconds") if r.complete else None,
+            "device": (r.resources or {}).get("device"), "precision": (r.resources or {}).get("precision"),
+            "peak_memory_mb": (r.resources or {}).get("peak_memory_mb")}
 
 
 # --- trial page --------------------------------------------------------------------------------
 RESULT_KEYS = ("metric", "metrics", "status", "fidelity", "seed", "train_seconds", "eval_seconds", "peak_memory_mb",
-               "host", "device", "failure", "plan", "plan_summary", "params", "params_pct")
+               "host", "device", "precision", "resources", "failure", "plan", "plan_summary", "params", "params_pct")
 
 
 def trial_detail(trial, study_id: int, pareto: bool) -> dict[str, Any]:
@@ -351,7 +353,7 @@ def trial_detail(trial, study_id: int, pareto: bool) -> dict[str, Any]:
             "train_seconds": attrs.get("train_seconds"), "eval_seconds": attrs.get("eval_seconds"),
         },
         "resources": {"peak_memory_mb": attrs.get("peak_memory_mb"), "host": attrs.get("host"),
-                      "device": attrs.get("device"), "seed": attrs.get("seed")},
+                      "device": attrs.get("device"), "precision": attrs.get("precision"), "seed": attrs.get("seed")},
         "failure": attrs.get("failure"),
         "params_suggested": dict(trial.params),
         "other": {k: v for k, v in sorted(attrs.items()) if k not in RESULT_KEYS},

@@ -28,7 +28,7 @@ from autopeft.spec import SearchSpec
 from autopeft.study import OBJECTIVE_ATTR, SPEC_ATTR, StudyError
 
 # The user attrs the study page needs; the rest stays in the DB until a trial page asks for it.
-ROW_ATTRS = ("plan", "plan_summary", "params", "params_pct", "failure")
+ROW_ATTRS = ("plan", "plan_summary", "params", "params_pct", "failure", "resources")
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 _trials = models.TrialModel.__table__
@@ -53,6 +53,7 @@ class TrialRow:
     failure: dict[str, Any] | None
     start: dt.datetime | None
     complete: dt.datetime | None
+    resources: dict[str, Any] | None = None  # {device, precision, peak_memory_mb} of an evaluated trial
 
     @functools.cached_property
     def plan(self) -> dict[str, Any] | None:
@@ -202,6 +203,7 @@ def _row(number: int, state: TrialState, values: dict[int, float | None], attrs:
         failure=failure if isinstance(failure, dict) else None,
         start=start,
         complete=complete,
+        resources=attrs["resources"] if isinstance(attrs.get("resources"), dict) else None,
     )
 
 

@@ -113,7 +113,7 @@ def test_local_csv_tsv_jsonl_and_regression_files(tmp_path):
     ("sentence,label\na,1\nb,nan\nc,2\n", "?kind=regression", "regression label 'nan' is not a number"),
     ("sentence,label\na,1\nb,2\nc,3\n", "?labels=1,2", "d.csv: unknown label(s) '3'; expected one of '1', '2'"),
     ("sentence,label\na,1\n", "?colour=red", "unknown option(s) colour"),
-    ("sentence,label\na,1\n", "?kind=ranking", "kind: expected classification or regression, got 'ranking'"),
+    ("sentence,label\na,1\n", "?kind=ranking", "kind: expected classification, regression, causal-lm or seq2seq, got 'ranking'"),
     ("sentence,label\na,1\n", "?metric=pearson", "metric: expected one of accuracy, f1, matthews for classification"),
     ("sentence,label\na,1\n", "?text=a,b,c", "text: expected one or two columns, got 3"),
     ("sentence,label\na,1\n", "?labels=x", "labels: expected two or more distinct labels"),

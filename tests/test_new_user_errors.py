@@ -121,6 +121,17 @@ def test_unknown_space_and_missing_data(tmp_path, tiny_bert_dir, glue_dir):
     assert load_study_names(url) == []
 
 
+def test_a_data_file_in_another_encoding_stops_the_search_in_one_line(tmp_path, tiny_bert_dir, glue_dir):
+    data = tmp_path / "reviews.csv"
+    data.write_bytes(("sentence,label\n" + "un film très ennuyeux,0\nun café noir,1\n" * 20).encode("latin-1"))
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    line = one_line(runner.invoke(app, search_flags(tiny_bert_dir, glue_dir, url, "--task", str(data))))
+    assert line == (f"error: {data}: not UTF-8 text (byte 0xe8 at line 2); it was saved in another encoding (Latin-1 or "
+                    "Windows-1252?): export it from the spreadsheet as 'CSV UTF-8' (or save the text file as UTF-8), "
+                    "e.g. iconv -f latin1 -t utf-8 reviews.csv > utf8-reviews.csv")
+    assert load_study_names(url) == []
+
+
 # --- storage -----------------------------------------------------------------------------------------
 
 

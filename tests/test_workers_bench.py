@@ -37,10 +37,26 @@ def test_bench_evaluate_prints_both_sides_and_writes_json(tiny_bert_dir, glue_di
     assert f"{mean['speedup']:.2f}x" in lines[-1]
 
 
-def test_bench_evaluate_refuses_a_regression_task_in_one_line(tiny_bert_dir, tmp_path):
+@pytest.mark.parametrize("flags, targets", [([], "standardised"), (["--raw-targets"], "raw")])
+def test_bench_evaluate_regression_case_on_scored_sst2(tiny_bert_dir, glue_dir, tmp_path, flags, targets):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "evaluate", "--model", tiny_bert_dir, "--data-dir", glue_dir, "--regression",
+                                      "--train-size", "64", "--max-steps", "2", "--threads", "1", "--json", str(out),
+                                      *flags])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())
+    assert figures["kind"] == "regression" and figures["metric"] == "spearman" and figures["targets"] == targets
+    assert "&kind=regression" in figures["task"] and "&metric=spearman" in figures["task"]
+    mean = figures["mean"]
+    for side in ("autopeft", "baseline"):
+        assert -1 <= mean[f"{side}_metric"] <= 1 and -1 <= mean[f"{side}_dev_metric"] <= 1
+    assert f"{targets} targets)" in result.output and "held-out spearman" in result.output
+
+
+def test_bench_evaluate_refuses_a_task_without_dev_split_in_one_line(tiny_bert_dir, tmp_path):
     data = tmp_path / "r.csv"
     data.write_text("sentence,label\n" + "".join(f"good film {i},{i / 10}\n" for i in range(40)))
     result = CliRunner().invoke(app, ["bench", "evaluate", "--model", tiny_bert_dir, "--task", f"{data}?kind=regression",
                                       "--train-size", "16", "--max-steps", "1", "--threads", "1"])
-    assert result.exit_code != 0
-    assert "expected a classification task with a dev split" in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "expected a task with a dev split" in result.output

@@ -22,6 +22,9 @@ _EXPORTS = {
     "load_task_data": "autopeft.workers.data",
     "resolve_task": "autopeft.workers.tasks",
     "GLUE_TASKS": "autopeft.workers.tasks",
+    "LMTaskSpec": "autopeft.workers.lm_tasks",
+    "LM_METRICS": "autopeft.workers.lm_tasks",
+    "METRIC_DIRECTIONS": "autopeft.workers.metrics",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,9 +1,11 @@
 """Read a task's splits into examples, check them, and split them honestly.
 
 The search metric comes from a split held out of train (seeded; stratified by label for
-classification); the dev split, when there is one, is kept for final reporting. Every problem with
-the data raises `DataError` (one line) before any training starts: missing file or column, an empty
-split, a label outside the label map, a regression label that is not a number.
+classification); the dev split, when there is one, is kept for final reporting. Files are read as
+`autopeft.workers.textfile` opens them (UTF-8 with or without a byte-order mark, UTF-16 with one,
+any line endings). Every problem with the data raises `DataError` (one line) before any training
+starts: a missing file or column, a file that is not UTF-8 text, an empty split, a label outside
+the label map, a regression label that is not a number.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from autopeft.workers.tasks import DataError, HubSplit, TaskSpec
+from autopeft.workers.textfile import open_text
 
 csv.field_size_limit(sys.maxsize)
 
@@ -80,7 +83,7 @@ def _read_file(path: Path, task: TaskSpec) -> tuple[list[dict | list], list[str]
         raise DataError(f"{path}: data file not found; check --data-dir or the task path")
     if task.file_format == "jsonl":
         rows = []
-        with path.open(encoding="utf-8") as f:
+        with open_text(path) as f:
             for n, line in enumerate(f, 1):
                 if line.strip():
                     try:
@@ -93,11 +96,11 @@ def _read_file(path: Path, task: TaskSpec) -> tuple[list[dict | list], list[str]
         return rows, sorted({k for r in rows for k in r})
     delimiter = "," if task.file_format == "csv" else "\t"
     quoting = csv.QUOTE_MINIMAL if task.file_format == "csv" else csv.QUOTE_NONE
-    with path.open(encoding="utf-8", newline="") as f:
+    with open_text(path) as f:  # rows that are all empty (",,," from a spreadsheet) are skipped, as blank lines are
         if task.header:
             reader = csv.DictReader(f, delimiter=delimiter, quoting=quoting)
-            return list(reader), list(reader.fieldnames or [])
-        return [r for r in csv.reader(f, delimiter=delimiter, quoting=quoting) if r], None
+            return [r for r in reader if any(r.values())], list(reader.fieldnames or [])
+        return [r for r in csv.reader(f, delimiter=delimiter, quoting=quoting) if any(r)], None
 
 
 def _read_hub(split: HubSplit, task: TaskSpec) -> tuple[list[dict], list[str]]:

@@ -10,13 +10,14 @@ Speed: length-grouped batches with dynamic padding (`batching`); the embeddings 
 the lowest adapted block run without autograd (`frozen`); mixed precision (bf16, or fp16 with loss
 scaling) and TF32 on CUDA only; on CPU the process's `torch.set_num_threads` is respected (never
 changed here). Training: AdamW (no weight decay) on adapter and head weights, linear warm-up over 6%
-of the steps then linear decay to 0, gradient norm clipped at 1.0.
+of the steps then linear decay to 0, gradient norm clipped at 1.0. Regression heads are trained on
+targets standardised with the training split's mean and std (`autopeft.workers.targets`); predictions
+are mapped back and scored on the labels' own scale.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import random
 import socket
 import time
@@ -37,13 +38,13 @@ from autopeft.workers.batching import Encoded, collate, encode, length_grouped_b
 from autopeft.workers.cache import CACHE
 from autopeft.workers.data import TaskData, load_task_data
 from autopeft.workers.frozen import FrozenBottom, lowest_adapted_layer
+from autopeft.workers.lm_tasks import lm_kind
 from autopeft.workers.metrics import classification_metrics, regression_metrics
 from autopeft.workers.resources import failure_kind, one_line, peak_memory_mb, reset_peak_memory
 from autopeft.workers.result import TrialResult
+from autopeft.workers.targets import TargetScaling
 from autopeft.workers.tasks import DataError, resolve_task
-
-WARMUP_FRACTION = 0.06
-MAX_GRAD_NORM = 1.0
+from autopeft.workers.training import MAX_GRAD_NORM, adamw_with_schedule, total_steps
 
 
 def _data_key(task: str, fidelity: FidelitySpec, data_dir) -> tuple:
@@ -57,8 +58,17 @@ def task_data(task: str, fidelity: FidelitySpec, data_dir: str | Path | None = N
         train_size=fidelity.train_size, eval_size=fidelity.eval_size))
 
 
-def check_task(model: str, task: str, fidelity: FidelitySpec, data_dir: str | Path | None = None) -> TaskData:
-    """Read and check the task's data now, so data errors surface before any training (`DataError`)."""
+def check_task(model: str, task: str, fidelity: FidelitySpec, data_dir: str | Path | None = None,
+               device: str | None = None) -> TaskData:
+    """Read and check the task's data now, so data errors surface before any training (`DataError`).
+
+    Language-model tasks (`lm_evaluate.check_lm_task`) also check the model kind, the metric at this
+    fidelity and, given the `device` trials run on, the precision settings (`ModelError`).
+    """
+    if lm_kind(task) is not None:
+        from autopeft.workers.lm_evaluate import check_lm_task
+
+        return check_lm_task(model, task, fidelity, device)
     return task_data(task, fidelity, data_dir)
 
 
@@ -150,8 +160,9 @@ def fresh_model(base: BaseModel, seed: int) -> nn.Module:
     return model
 
 
-def _predict(model: nn.Module, enc: Encoded, batch_size: int, pad_id: int, device, regression: bool, amp) -> np.ndarray:
-    """Predictions of shape (n,): class indices, or floats for regression."""
+def _predict(model: nn.Module, enc: Encoded, batch_size: int, pad_id: int, device, regression: bool, amp,
+             scaling: TargetScaling | None = None) -> np.ndarray:
+    """Predictions of shape (n,): class indices, or floats for regression (in label units with `scaling`)."""
     model.eval()
     predictions = np.zeros(len(enc), dtype=float if regression else int)
     with torch.inference_mode(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
@@ -159,7 +170,7 @@ def _predict(model: nn.Module, enc: Encoded, batch_size: int, pad_id: int, devic
             logits = model(**collate(enc, idx, pad_id, device, regression, with_labels=False)).logits.float()
             predictions[idx] = (logits.squeeze(-1) if regression else logits.argmax(-1)).cpu().numpy()
     model.train()
-    return predictions
+    return scaling.original(predictions) if scaling is not None else predictions
 
 
 def _score(predictions: np.ndarray, enc: Encoded, regression: bool) -> dict[str, float]:
@@ -177,19 +188,27 @@ def _amp_dtype(device: torch.device) -> torch.dtype | None:
 
 
 def evaluate_plan(model: str, task: str, plan: Plan, fidelity: FidelitySpec, data_dir: str | Path | None = None,
-                  device: str | None = None, evaluate_dev: bool = False) -> TrialResult:
+                  device: str | None = None, evaluate_dev: bool = False, standardise_targets: bool = True) -> TrialResult:
     """Train `plan` on `task` at `fidelity` and score it on the held-out split; never raises for a bad trial.
 
     `model` is a Hugging Face model name or directory; `task` a task name (`autopeft.workers.tasks`);
     `device` e.g. ``"cpu"`` or ``"cuda:0"`` (default: CUDA when available). With `evaluate_dev`,
     `metrics` also holds ``dev_*`` figures on the dev split (for final reporting, not for the search).
+    A regression head is trained on standardised targets (mean and std in `target_scaling`);
+    `standardise_targets=False` trains it on the raw labels instead (for before/after benchmarks only).
     A failure comes back as a `TrialResult` with `status="failed"` and `failure={kind, message}`.
+    Language-model tasks (``kind=causal-lm|seq2seq``) are trained by `lm_evaluate.evaluate_lm_plan`.
     """
+    if lm_kind(task) is not None:
+        from autopeft.workers.lm_evaluate import evaluate_lm_plan
+
+        return evaluate_lm_plan(model, task, plan, fidelity, data_dir, device, evaluate_dev)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     base = {"seed": fidelity.seed, "device": str(dev), "host": socket.gethostname(), "fidelity": fidelity.model_dump()}
     try:
         data = task_data(task, fidelity, data_dir)
-        return _train_and_score(model, task, plan, fidelity, data_dir, data, dev, base, evaluate_dev)
+        return _train_and_score(model, task, plan, fidelity, data_dir, data, dev, base, evaluate_dev,
+                                standardise_targets)
     except DataError as exc:
         return TrialResult.failed("data_error", str(exc), **base)
     except Exception as exc:  # a trial must come back as a result, whatever broke in it
@@ -202,10 +221,14 @@ def evaluate_plan(model: str, task: str, plan: Plan, fidelity: FidelitySpec, dat
 
 
 def _train_and_score(model_name: str, task: str, plan: Plan, fidelity: FidelitySpec, data_dir, data: TaskData,
-                     dev: torch.device, base: dict[str, Any], evaluate_dev: bool) -> TrialResult:
+                     dev: torch.device, base: dict[str, Any], evaluate_dev: bool, standardise_targets: bool) -> TrialResult:
     regression = data.task.kind == "regression"
     amp = _amp_dtype(dev)
     train = encoded(model_name, task, fidelity, data_dir, "train")
+    scaling = TargetScaling.fit(data.train.labels) if regression and standardise_targets else None
+    if scaling is not None:
+        base = {**base, "target_scaling": scaling.to_dict()}
+        train = Encoded(train.ids, train.types, scaling.standardise(train.labels))  # the cached split stays raw
     heldout = encoded(model_name, task, fidelity, data_dir, "heldout")
     cached = base_model(model_name, data, dev)
     pad_id = tokenizer(model_name).pad_token_id
@@ -226,12 +249,8 @@ def _train_and_score(model_name: str, task: str, plan: Plan, fidelity: FidelityS
     no_grad_layers = lowest if bottom.active else 0
 
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=fidelity.learning_rate, weight_decay=0.0)
-    per_epoch = math.ceil(len(train) / fidelity.batch_size)
-    total = fidelity.max_steps or max(1, math.ceil(fidelity.epochs * per_epoch))
-    warmup = max(1, int(WARMUP_FRACTION * total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    total = total_steps(len(train), fidelity.batch_size, fidelity.epochs, fidelity.max_steps)
+    optimizer, scheduler = adamw_with_schedule(trainable, fidelity.learning_rate, total)
     scaler = torch.amp.GradScaler(enabled=amp == torch.float16)
     rng = random.Random(fidelity.seed)
     torch.manual_seed(fidelity.seed)  # dropout
@@ -261,7 +280,8 @@ def _train_and_score(model_name: str, task: str, plan: Plan, fidelity: FidelityS
             if steps >= total:
                 break
         tick = time.perf_counter()
-        metrics = _score(_predict(model, heldout, 2 * fidelity.batch_size, pad_id, dev, regression, amp), heldout, regression)
+        metrics = _score(_predict(model, heldout, 2 * fidelity.batch_size, pad_id, dev, regression, amp, scaling), heldout,
+                         regression)
         curve.append(metrics[data.task.metric])
         eval_seconds += time.perf_counter() - tick
     train_seconds = time.perf_counter() - start - eval_seconds
@@ -269,8 +289,8 @@ def _train_and_score(model_name: str, task: str, plan: Plan, fidelity: FidelityS
     if evaluate_dev and data.dev is not None:
         tick = time.perf_counter()
         dev_enc = encoded(model_name, task, fidelity, data_dir, "dev")
-        dev_metrics = _score(_predict(model, dev_enc, 2 * fidelity.batch_size, pad_id, dev, regression, amp), dev_enc,
-                             regression)
+        dev_metrics = _score(_predict(model, dev_enc, 2 * fidelity.batch_size, pad_id, dev, regression, amp, scaling),
+                             dev_enc, regression)
         metrics.update({f"dev_{k}": v for k, v in dev_metrics.items()})
         eval_seconds += time.perf_counter() - tick
     bottom.remove()

@@ -1,8 +1,13 @@
-"""Official GLUE metrics on numpy arrays: accuracy, binary F1, Matthews correlation, Pearson, Spearman."""
+"""Metrics: official GLUE ones on numpy arrays (accuracy, binary F1, Matthews, Pearson, Spearman), the
+language-model ones (held-out loss, perplexity, token accuracy, exact match), and each metric's direction.
+
+`METRIC_DIRECTIONS` is the single source of whether a metric is maximised or minimised.
+"""
 
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -54,3 +59,33 @@ def uniform_prediction_value(metric: str, vocab_size: int) -> float | None:
     """The value of a minimised language-model metric for a uniform prediction over `vocab_size` tokens
     (``ln V`` for eval_loss in nats per token, ``V`` for perplexity); None for other metrics."""
     return {"eval_loss": math.log(vocab_size), "perplexity": float(vocab_size)}.get(metric.removeprefix("dev_"))
+
+
+def lm_metrics(loss_sum: float, tokens: int, correct: int) -> dict[str, float]:
+    """Token-level metrics of a language model on one split, from sums over its target tokens.
+
+    `loss_sum`: summed cross-entropy in nats over the `tokens` target (completion) tokens; `correct`:
+    how many of them are the argmax prediction. Returns ``eval_loss`` (nats per token), ``perplexity``
+    (exp of it, capped at exp(50)) and ``token_accuracy`` (in [0, 1]); NaN loss when `tokens` is 0.
+    """
+    if tokens <= 0:
+        return {"eval_loss": math.nan, "perplexity": math.nan, "token_accuracy": math.nan}
+    loss = loss_sum / tokens
+    return {"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0)), "token_accuracy": correct / tokens}
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_answer(text: str) -> str:
+    """What exact match compares: stripped, lower-cased, runs of whitespace collapsed to one space."""
+    return _SPACES.sub(" ", text.strip().lower())
+
+
+def exact_match(predictions: list[str], references: list[str]) -> float:
+    """Share in [0, 1] of generated `predictions` equal to their `references` after `normalize_answer`."""
+    if len(predictions) != len(references):
+        raise ValueError(f"expected as many predictions as references, got {len(predictions)} and {len(references)}")
+    if not references:
+        return math.nan
+    return sum(normalize_answer(p) == normalize_answer(r) for p, r in zip(predictions, references, strict=True)) / len(references)

@@ -24,6 +24,14 @@ class TrialResult:
       `steps` (optimizer steps), `no_grad_layers` (blocks run without autograd).
     - `seed`, `device`, `host`, `fidelity` (the `FidelitySpec` as a dict), `split` (sizes, seed and
       row digests of the train / held-out split, see `TaskData.split_info`).
+    - `truncated` (language-model tasks): rows cut at `max_seq_length` per split (``train``,
+      ``heldout``, ``dev``) and rows left out because the cut removed every trained token
+      (``train_dropped``, ...); see `autopeft.workers.lm_encode`.
+    - `precision` (language-model tasks): the frozen base weights' format, ``fp32``, ``bf16``,
+      ``fp16``, ``4bit`` or ``8bit`` (adapters train in fp32).
+    - `target_scaling`: regression only, ``{"mean", "std"}`` of the training split's labels (label
+      units): the head was trained on ``(y - mean) / std`` and predicts ``mean + std * output``; None
+      for classification (see `autopeft.workers.targets`).
     - `status`: ``"ok"`` or ``"failed"``; a failed trial has `failure` = ``{"kind", "message"}`` with
       kind in `FAILURE_KINDS` (``oom``: CUDA or CPU out of memory; ``nan_loss``; ``data_error``; ``error``).
     """
@@ -47,6 +55,9 @@ class TrialResult:
     host: str = ""
     fidelity: dict[str, Any] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)
+    truncated: dict[str, int] = field(default_factory=dict)
+    precision: str = ""
+    target_scaling: dict[str, float] | None = None
     failure: dict[str, str] | None = None
 
     @property

