@@ -123,3 +123,14 @@ def test_a_space_whose_smallest_configuration_trains_nothing_is_one_line():
     space = load_space("lora", structure)
     with pytest.raises(ValueError, match="expected a smallest configuration with trainable parameters, got 0"):
         make_sampler("mobo", space, budget_pct=5.0)
+
+
+def test_dashboard_rows_keep_both_lora_modules_of_an_llm_lora_plan():
+    from autopeft.dashboard.data import plan_info
+
+    plan = Plan(5, (ModulePlan("lora", (4, 0, 8, 8, 0), targets="attention"),
+                    ModulePlan("lora", (0, 16, 0, 0, 4), targets="mlp"))).to_dict()
+    info = plan_info(plan)
+    assert info.families == ["lora:attention", "lora:mlp"] and info.num_layers == 5
+    assert info.sizes == {"lora:attention": [4, 0, 8, 8, 0], "lora:mlp": [0, 16, 0, 0, 4]}
+    assert info.options["lora:mlp"]["targets"] == "mlp"
