@@ -107,6 +107,16 @@ class ModelStructure:
                 out.append((stack, local))
         return out
 
+    @property
+    def stack_index(self) -> int:
+        """Which stack this view stands for (0: the first, or the whole model)."""
+        return next((i for i, st in enumerate(self.stacks) if st.path == self.layers_path), 0)
+
+    @property
+    def has_cross_attention(self) -> bool:
+        """This view is a decoder block of an encoder-decoder model (self- and cross-attention)."""
+        return self.is_encoder_decoder and self.layers_path == self.stacks[-1].path
+
     def stack_name(self, layer: int) -> str:
         """``encoder`` / ``decoder`` for encoder-decoder models, else ``""``."""
         if not self.is_encoder_decoder:
@@ -295,6 +305,8 @@ def _find_stacks(model: nn.Module, config) -> tuple[Stack, ...]:
 
 
 LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layer", "num_layers")
+#: layer counts of encoder-decoder configs besides LAYER_COUNT_ATTRS (T5's decoder, BART's two stacks)
+DECODER_LAYER_ATTRS = ("num_decoder_layers", "encoder_layers", "decoder_layers")
 
 
 def _num_layers(config) -> int:

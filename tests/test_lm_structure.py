@@ -101,3 +101,24 @@ def test_t5_cross_attention_is_in_the_attention_group_of_decoder_layers_only():
     assert not any("decoder.block.1." in n or "encoder.block.1." in n for n in adapted)
     assert sum("encoder.block.0." in n for n in adapted) == 4 and sum("decoder.block.0." in n for n in adapted) == 8
     assert trainable_parameters(model) == count_plan(plan, structure).params == 12 * 4 * (32 + 32)
+
+
+ADAPTERS_PLANS = [  # (modules as (family, sizes from layer 1 on)), layer 0 varies per plan
+    (("serial", 4, 4),), (("serial", 2, 4),), (("parallel", 0, 4),), (("prefix", 0, 4),),
+    (("parallel", 4, 4), ("lora", 0, 2)), (("serial", 4, 4), ("ia3", 1, 1)),
+]
+
+
+@pytest.mark.parametrize("name", ["t5", "bart"])
+def test_adapterhub_families_count_encoder_and_decoder_blocks_exactly(name):
+    pytest.importorskip("adapters")
+    from transformers import AutoModel
+
+    config = TINY_LM_CONFIGS[name][0]()
+    structure = structure_of(config)
+    layers = structure.num_layers
+    for rows in ADAPTERS_PLANS:
+        plan = Plan(layers, tuple(ModulePlan(f, (first,) + (rest,) * (layers - 1)) for f, first, rest in rows))
+        model = apply_plan(AutoModel.from_config(config), plan, structure)
+        # decoder blocks hold cross-attention: prefix-tuning and AdapterHub's LoRA count it too
+        assert trainable_parameters(model) == count_plan(plan, structure).params, (name, plan.summary())

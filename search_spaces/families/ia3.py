@@ -16,7 +16,7 @@ import torch
 
 from autopeft.search_spaces.families import _lowrank
 from autopeft.search_spaces.families.base import Family
-from autopeft.search_spaces.model_structure import LAYER_COUNT_ATTRS
+from autopeft.search_spaces.model_structure import DECODER_LAYER_ATTRS, LAYER_COUNT_ATTRS
 
 _FALLBACK_FFN_OUT = ("output.dense", "down_proj", "fc2", "mlp.c_proj", "out_lin", "dense_4h_to_h")
 _FALLBACK_IA3 = ("key", "value", "k_proj", "v_proj", "k_lin", "v_lin", "c_attn", "qkv", "qkv_proj", *_FALLBACK_FFN_OUT)
@@ -48,7 +48,7 @@ class Ia3(Family):
         if size == 0:
             return 0
         if library == "adapters":
-            return _probe_adapters_ia3(structure.config_json)
+            return _probe_adapters_ia3(structure.config_json)[structure.stack_index]
         feedforward = set(self.feedforward(structure))
         return sum(lin.in_features if lin in feedforward else lin.out_features for lin in self.targets_of(structure, None))
 
@@ -73,13 +73,14 @@ class Ia3(Family):
 
 
 @functools.lru_cache(maxsize=32)
-def _probe_adapters_ia3(config_json: str) -> int:
-    """IA3 vectors adapters puts in one layer (its per-architecture placement), counted on the meta device."""
+def _probe_adapters_ia3(config_json: str) -> tuple[int, ...]:
+    """IA3 vectors adapters puts in one layer of each stack (its per-architecture placement), counted on
+    the meta device with one block per stack (encoder-decoder models: one encoder and one decoder block)."""
     import adapters
     from transformers import AutoConfig, AutoModel
 
     data = json.loads(config_json)
-    for name in LAYER_COUNT_ATTRS:
+    for name in (*LAYER_COUNT_ATTRS, *DECODER_LAYER_ATTRS):
         if name in data:
             data[name] = 1
     log = logging.getLogger("adapters")
@@ -93,7 +94,10 @@ def _probe_adapters_ia3(config_json: str) -> int:
         model.train_adapter("probe")
     finally:
         log.setLevel(level)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trainable = [(n, p.numel()) for n, p in model.named_parameters() if p.requires_grad]
+    if not data.get("is_encoder_decoder"):
+        return (sum(k for _, k in trainable),)
+    return tuple(sum(k for n, k in trainable if n.startswith(f"{side}.")) for side in ("encoder", "decoder"))
 
 
 FAMILY = Ia3()

@@ -6,7 +6,8 @@ layer) and ``use_rslora`` (rsLoRA, Kalajdzievski 2023: scaling alpha / sqrt(r) i
 Counting (peft): ``r * (in + out)`` per targeted linear layer, plus ``out`` with DoRA (the magnitude
 vector; GPT-2's Conv1D stores its weight transposed, peft takes the norm over the input side, so it
 is still the output size). In mixed plans AdapterHub builds it, on q and v only:
-``r * ((hidden + q_out) + (hidden + v_out))``; there one rank for all layers and neither option.
+``r * ((hidden + q_out) + (hidden + v_out))``, twice in decoder blocks of encoder-decoder models
+(cross-attention too); there one rank for all layers and neither option.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class Lora(Family):
             q_out = structure.num_attention_heads * structure.head_dim
             v_out = structure.num_kv_heads * structure.head_dim
             h = structure.hidden_size
-            return size * ((h + q_out) + (h + v_out))
+            # decoder blocks of encoder-decoder models: on the cross-attention's q and v too
+            return size * ((h + q_out) + (h + v_out)) * (2 if structure.has_cross_attention else 1)
         linears = self.targets_of(structure, module.targets)
         dora = module.option("use_dora")
         return sum(size * (lin.in_features + lin.out_features) + (lin.out_features if dora else 0) for lin in linears)
