@@ -32,10 +32,14 @@ def _show(space: str, config, tmp_path) -> dict:
 def test_spaces_show_lora_on_t5_counts_encoder_and_decoder_layers(tmp_path):
     info = _show("lora", TINY_LM_CONFIGS["t5"][0](), tmp_path)  # 2 encoder + 3 decoder blocks, d_model 32
     assert info["num_layers"] == 5
+    assert info["stacks"] == [{"path": "encoder.block", "layers": [0, 1]}, {"path": "decoder.block", "layers": [2, 4]}]
     assert info["min_params"] == 2 * 2 * (32 + 32)  # rank 2 on q and v of one encoder block
     # largest: rank 16 on every linear layer; encoder 4 attention + wi/wo, decoder 8 attention + wi/wo
     enc, dec = 4 * 16 * 64 + 2 * 16 * (32 + 48), 8 * 16 * 64 + 2 * 16 * (32 + 48)
     assert info["max_params"] == 2 * enc + 3 * dec
+    text = runner.invoke(app, ["spaces", "show", "lora", "--model", str(tmp_path)])
+    assert text.exit_code == 0 and "5 layers: encoder 0-1, decoder 2-4" in text.output, text.output
+    assert "smallest: 256 params" in text.output
 
 
 def test_spaces_show_attention_on_t5_is_not_zero(tmp_path):
