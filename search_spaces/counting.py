@@ -55,6 +55,9 @@ def check_buildable(plan: Plan, library: Library) -> None:
         raise PlanError(f"peft cannot express {' + '.join(plan.families)}: it holds one adapter type per model "
                         f"({', '.join(f for f in families.NAMES if 'peft' in families.get(f).libraries)}); "
                         "use the adapters (AdapterHub) format")
+    repeated = [f for f in dict.fromkeys(plan.families) if plan.families.count(f) > 1]
+    if library == "adapters" and repeated:
+        raise PlanError(f"adapters cannot express {repeated[0]} on several target groups; use the peft format")
     for m in plan.active:
         fam = families.get(m.family)
         if library not in fam.libraries:

@@ -91,6 +91,12 @@ def test_two_lora_modules_on_overlapping_groups_are_one_line():
                     ModulePlan("lora", (4, 0, 0, 0), targets="all-linear")))
     with pytest.raises(ValueError, match="both target self_attn.q_proj in layer 0; give each module its own"):
         count_plan(plan, structure)
+    two = Plan(4, (ModulePlan("lora", (4, 0, 0, 0), targets="attention"), ModulePlan("lora", (4, 0, 0, 0), targets="mlp")))
+    with pytest.raises(ValueError, match="adapters cannot express lora on several target groups; use the peft format"):
+        export_plan(two, structure, "adapters", "/nonexistent")
+    mixed = Plan(4, (two.modules[0], ModulePlan("lora", (4, 0, 0, 0), targets="mlp", options={"use_dora": True})))
+    with pytest.raises(ValueError, match="lora: its modules on attention and mlp differ in use_dora, use_rslora; peft"):
+        export_plan(mixed, structure, "peft", "/nonexistent")
     with pytest.raises(ValueError, match="appears twice on the same targets"):
         Plan(4, (ModulePlan("lora", (4, 0, 0, 0)), ModulePlan("lora", (0, 4, 0, 0))))
 
