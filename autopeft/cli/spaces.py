@@ -36,7 +36,8 @@ def list_spaces(ctx: typer.Context, format: Format = typer.Option(Format.text, "
     rows = []
     for name in builtin_spaces():
         space = read_space_file(name)
-        rows.append({"name": name, "families": [f for m in space.modules for f in m.families], "description": space.description})
+        fams = list(dict.fromkeys(f for m in space.modules for f in m.families))  # llm-lora: lora once
+        rows.append({"name": name, "families": fams, "description": space.description})
     if format is Format.json:
         print_json(rows)
         return
