@@ -10,7 +10,9 @@ COPY search_spaces ./search_spaces
 COPY workers ./workers
 COPY dashboard ./dashboard
 # torch first (pick the wheel for your accelerator), then autopeft with the PostgreSQL driver.
+# EXTRAS=postgres,adapters adds AdapterHub (the `autopeft` and `mixed` spaces; transformers 4.57 instead of 5.x).
 ARG TORCH_SPEC="torch==2.13.0"
-RUN pip install "${TORCH_SPEC}" && pip install ".[postgres]"
+ARG EXTRAS="postgres"
+RUN pip install "${TORCH_SPEC}" && pip install ".[${EXTRAS}]"
 EXPOSE 6379 8265 8765
 CMD ["autopeft", "--help"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from autopeft.optional import require_adapters
 from autopeft.search_spaces import families
 from autopeft.search_spaces.counting import check_buildable, library_for
 from autopeft.search_spaces.model_structure import ModelStructure
@@ -29,14 +30,20 @@ def peft_config(plan: Plan, structure: ModelStructure, task_type: str | None = N
 
 
 def adapters_config(plan: Plan, structure: ModelStructure):
-    """An AdapterHub config (one family, or a `ConfigUnion`) that builds exactly `plan`."""
+    """An AdapterHub config (one family, or a `ConfigUnion`) that builds exactly `plan`.
+
+    Raises `MissingExtra` (one line naming `autopeft[adapters]`) where `adapters` is not installed.
+    """
     check_buildable(plan, "adapters")
+    adapters = require_adapters(_what(plan))
     configs = [families.get(m.family).adapters_config(m, structure) for m in plan.active]
     if len(configs) == 1:
         return configs[0]
-    import adapters
-
     return adapters.ConfigUnion(*configs)
+
+
+def _what(plan: Plan) -> str:
+    return f"a {' + '.join(m.family for m in plan.active) or 'empty'} plan"
 
 
 def apply_plan(model: nn.Module, plan: Plan, structure: ModelStructure, task_type: str | None = None) -> nn.Module:
@@ -50,9 +57,8 @@ def apply_plan(model: nn.Module, plan: Plan, structure: ModelStructure, task_typ
         from peft import get_peft_model
 
         return get_peft_model(model, peft_config(plan, structure, task_type=task_type))
-    import adapters
-
     config = adapters_config(plan, structure)
+    adapters = require_adapters(_what(plan))
     adapters.init(model)
     model.add_adapter(ADAPTER_NAME, config=config)
     model.train_adapter(ADAPTER_NAME)

@@ -16,7 +16,9 @@ import json
 from pathlib import Path
 
 from autopeft.backends import ADAPTER_NAME, adapters_config, peft_config
+from autopeft.optional import require_adapters
 from autopeft.search_spaces import families
+from autopeft.search_spaces.counting import check_buildable
 from autopeft.search_spaces.model_structure import ModelStructure
 from autopeft.search_spaces.plan import Plan
 
@@ -24,7 +26,10 @@ FORMATS = families.FORMATS
 
 
 def export_plan(plan: Plan, structure: ModelStructure, fmt: str, out_dir: str | Path, model: str | None = None) -> Path:
-    """Write `plan` in format `fmt` into `out_dir`; `PlanError` names a format that can when `fmt` cannot."""
+    """Write `plan` in format `fmt` into `out_dir`; `PlanError` names a format that can when `fmt` cannot.
+
+    `MissingExtra` (one line) for `adapters` where the `autopeft[adapters]` extra is not installed.
+    """
     out = Path(out_dir)
     if fmt == "peft":
         config = peft_config(plan, structure)
@@ -33,8 +38,8 @@ def export_plan(plan: Plan, structure: ModelStructure, fmt: str, out_dir: str | 
         config.save_pretrained(str(out))
         return out / "adapter_config.json"
     if fmt == "adapters":
-        import adapters
-
+        check_buildable(plan, "adapters")  # what the format cannot express is said first, installed or not
+        adapters = require_adapters("the AdapterHub export format (--format adapters)")
         config = adapters_config(plan, structure)
         data = {
             "config": config.to_dict(),

@@ -135,8 +135,12 @@ def prepare_refinement(storage, source_name: str, seeds: int = 5, fidelity: str 
 
     `fidelity`: see `parse_fidelity`; None = the linked study's own when it exists, else ``full``.
     `execution`: `ExecutionSpec` overrides (workers, executor, ray_address, ...), None values ignored.
-    Raises `StudyError`, `SpecError`, `RefineError` or `DataError`, each with a one-line message.
+    Raises `StudyError`, `SpecError`, `RefineError`, `DataError` or `MissingExtra` (a front with AdapterHub
+    plans and no `adapters` installed), each with a one-line message.
     """
+    from autopeft.optional import require_adapters
+    from autopeft.search_spaces.counting import library_for
+    from autopeft.search_spaces.plan import Plan
     from autopeft.workers import check_task
 
     if seeds < 1:
@@ -154,6 +158,10 @@ def prepare_refinement(storage, source_name: str, seeds: int = 5, fidelity: str 
     if unplanned:
         raise RefineError(f"study {source_name!r}: trial(s) {', '.join(map(str, unplanned))} record no plan to "
                           "re-run; refine a study made by `autopeft search`")
+    built_by_adapters = [t.number for t in front if library_for(Plan.from_dict(t.user_attrs["plan"])) == "adapters"]
+    if built_by_adapters:
+        require_adapters(f"refining study {source_name!r} (trial(s) {', '.join(map(str, built_by_adapters))} hold "
+                         "AdapterHub plans)")
     name = name or refined_name(source_name)
     existing = load_study(storage, name) if name in study_names(storage) else None
     linked_attrs = existing.user_attrs if existing is not None else {}

@@ -390,15 +390,20 @@ def check_budget(space: SearchSpace, spec: SearchSpec) -> None:
 def prepare_search(spec: SearchSpec, name: str, executor: Executor | None = None) -> SearchSession:
     """Open or create study `name`, check model, space, budget and data, and build the runner.
 
-    Everything a user can get wrong is checked here, before any training starts.
+    Everything a user can get wrong is checked here, before any training starts; a space with
+    families that only AdapterHub builds raises `MissingExtra` where `adapters` is not installed.
     """
     from autopeft.optim import make_sampler
+    from autopeft.optional import require_adapters
     from autopeft.search_spaces import load_config, load_space, structure_of
     from autopeft.study import create_study, load_study, open_storage, save_spec, study_names
     from autopeft.workers import check_task
 
     storage = open_storage(spec.storage.url)
     space = load_space(spec.space, structure_of(load_config(spec.model)))
+    if space.adapters_families():
+        require_adapters(f"space {space.name!r} ({', '.join(space.adapters_families())})",
+                         alternative="or search a peft space such as lora")
     check_budget(space, spec)
     data = check_task(spec.model, spec.task, spec.fidelity, data_dir=spec.data_dir, device=_local_device(spec))
     objective = search_objective(spec, data.task.metric, data.task.metrics)

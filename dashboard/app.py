@@ -308,6 +308,7 @@ def _export(info: StudyInfo, trial, fmt: str) -> Response:
     from optuna.trial import TrialState
 
     from autopeft.export import export_plan
+    from autopeft.optional import MissingExtra
     from autopeft.search_spaces import ModelError, Plan, PlanError
     from autopeft.search_spaces.model_structure import load_config, structure_of
 
@@ -320,7 +321,7 @@ def _export(info: StudyInfo, trial, fmt: str) -> Response:
         with tempfile.TemporaryDirectory(prefix="autopeft-export-") as tmp:
             path = export_plan(plan, structure, fmt, tmp, model=info.spec.model)
             content, name = path.read_bytes(), path.name
-    except (PlanError, ModelError, ValueError, KeyError) as exc:
+    except (PlanError, ModelError, ValueError, KeyError, MissingExtra) as exc:
         raise HTTPException(409, f"cannot export trial {trial.number} as {fmt}: {exc}") from None
     media = "application/json" if name.endswith(".json") else "application/yaml"
     return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -5,6 +5,8 @@ gives the parameters one module adds to one layer at one size, following the lib
 the plan (`library_for`: peft for one peft family alone, else AdapterHub `adapters`). Each family
 module documents its formula.
 
+No count needs the adapters library: every family, whichever library builds it, is counted from the
+config (tests check each against the instantiated model, in the environment that has the library).
 The classification head is not counted: it depends on the task, not on the plan.
 """
 

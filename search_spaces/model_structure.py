@@ -177,17 +177,23 @@ def load_config(model: str):
 
 def model_not_found(model: str, exc: BaseException | None = None) -> ModelError:
     """One-line `ModelError` for a model that is neither a local directory nor loadable from the hub."""
-    from transformers.utils import is_offline_mode
-
     hint = "pass a local model directory (one holding config.json)" + _local_example()
     if looks_like_path(model):
         return ModelError(f"{model}: no such directory; {hint}")
-    if is_offline_mode():
+    if offline_mode():
         return ModelError(f"{model}: not available offline (HF_HUB_OFFLINE=1 and not in the local Hugging Face cache); "
                           f"{hint}")
     if exc is not None and "couldn't connect" in str(exc).lower():
         return ModelError(f"{model}: the Hugging Face hub is unreachable and the model is not in the local cache; {hint}")
     return ModelError(f"{model}: no such model on the Hugging Face hub (check the name) and no such directory; {hint}")
+
+
+def offline_mode() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) as the hub client read it at import, on every transformers line
+    (`transformers.utils.is_offline_mode` is gone in 5.x)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def looks_like_path(model: str) -> bool:
@@ -204,9 +210,7 @@ def _check_hub(model: str) -> None:
     import socket
     from urllib.parse import urlparse
 
-    from transformers.utils import is_offline_mode
-
-    if is_offline_mode() or looks_like_path(model):
+    if offline_mode() or looks_like_path(model):
         return
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return
@@ -305,8 +309,6 @@ def _find_stacks(model: nn.Module, config) -> tuple[Stack, ...]:
 
 
 LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layer", "num_layers")
-#: layer counts of encoder-decoder configs besides LAYER_COUNT_ATTRS (T5's decoder, BART's two stacks)
-DECODER_LAYER_ATTRS = ("num_decoder_layers", "encoder_layers", "decoder_layers")
 
 
 def _num_layers(config) -> int:

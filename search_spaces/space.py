@@ -262,6 +262,10 @@ class SearchSpace:
             options_from=m.options_from,
         )
 
+    def adapters_families(self) -> tuple[str, ...]:
+        """Families of the space that only AdapterHub `adapters` builds: searching the space needs that extra."""
+        return families.adapters_only(f for m in self.modules for f in m.families)
+
     # --- dimensions ---------------------------------------------------------------------------
     def distributions(self) -> dict[str, BaseDistribution]:
         """Optuna distributions of every dimension, in a stable order."""

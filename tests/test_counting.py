@@ -9,7 +9,8 @@ import torch
 from transformers import AutoModel
 
 from autopeft.backends import apply_plan, trainable_parameters
-from autopeft.search_spaces import ModulePlan, Plan, PlanError, builtin_spaces, count_plan, families, load_space, structure_of
+from autopeft.search_spaces import ModulePlan, Plan, PlanError, count_plan, families, load_space, structure_of
+from tests.extras import ADAPTERS, plan_params, space_params
 from tests.models import TINY_CONFIGS
 
 # The family table: one or more single-family plans per registered family, with sizes that differ per
@@ -41,6 +42,7 @@ BOTTLENECKS_AND_PREFIX = (
     ModulePlan("parallel", (2, 0, 2, 0)),
     ModulePlan("prefix", (0, 3, 3, 3)),
 )
+SINGLE_PLANS = {name: Plan(num_layers=4, modules=(m,)) for name, m in FAMILY_PLANS.items()}
 
 
 def instantiated_count(model_name: str, plan: Plan) -> int:
@@ -54,9 +56,9 @@ def test_every_registered_family_has_a_row_in_the_family_table():
 
 
 @pytest.mark.parametrize("model_name", sorted(TINY_CONFIGS))
-@pytest.mark.parametrize("family", sorted(FAMILY_PLANS))
+@pytest.mark.parametrize("family", plan_params(SINGLE_PLANS))
 def test_single_family_count_matches_instantiated_model(model_name, family):
-    plan = Plan(num_layers=4, modules=(FAMILY_PLANS[family],))
+    plan = SINGLE_PLANS[family]
     structure = structure_of(TINY_CONFIGS[model_name]())
     reason = families.get(plan.modules[0].family).unavailable(structure)
     if reason:  # LoHa / LoKr on GPT-2's Conv1D: refused in one line, before anything is built
@@ -69,6 +71,7 @@ def test_single_family_count_matches_instantiated_model(model_name, family):
     assert instantiated_count(model_name, plan) == expected.params
 
 
+@ADAPTERS
 @pytest.mark.parametrize("model_name", sorted(TINY_CONFIGS))
 @pytest.mark.parametrize("union", sorted(UNION_PLANS))
 def test_union_of_families_count_matches_instantiated_model(model_name, union):
@@ -78,7 +81,7 @@ def test_union_of_families_count_matches_instantiated_model(model_name, union):
 
 
 @pytest.mark.parametrize("model_name", sorted(TINY_CONFIGS))
-@pytest.mark.parametrize("space_name", builtin_spaces())
+@pytest.mark.parametrize("space_name", space_params())
 def test_random_valid_points_of_every_space_count_exactly(model_name, space_name):
     structure = structure_of(TINY_CONFIGS[model_name]())
     space = load_space(space_name, structure)
@@ -100,6 +103,17 @@ def test_base_params_is_the_base_model_size_and_pct_follows():
     assert structure.base_params == sum(p.numel() for p in AutoModel.from_config(config).parameters())
     count = count_plan(Plan(num_layers=4, modules=(FAMILY_PLANS["serial"],)), structure)
     assert count.pct == pytest.approx(100 * count.params / structure.base_params)
+
+
+@pytest.mark.parametrize("model_name", sorted(TINY_CONFIGS))
+def test_adapters_families_are_counted_from_the_config_alone(model_name):
+    """No AdapterHub needed to count (the core env runs this): bottlenecks, prefix and AdapterHub's IA3 by formula."""
+    structure = structure_of(TINY_CONFIGS[model_name]())
+    h, inter, kv = structure.hidden_size, structure.intermediate_size, structure.num_kv_heads * structure.head_dim
+    plan = Plan(num_layers=4, modules=(ModulePlan("ia3", (0, 1, 1, 0)),) + BOTTLENECKS_AND_PREFIX)
+    serial = 2 * (2 * h * 6 + 6 + h)
+    parallel = 2 * (2 * h * 2 + 2 + h)
+    assert count_plan(plan, structure).params == 2 * (inter + h) + serial + parallel + 3 * 3 * 2 * kv
 
 
 def test_known_count_for_bert_base_lora_qv():

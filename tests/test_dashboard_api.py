@@ -17,9 +17,11 @@ from autopeft.cli.dashboard import is_loopback
 from autopeft.dashboard import create_app
 from autopeft.export import export_trial
 from autopeft.objective import ACCURACY
+from autopeft.optional import ADAPTERS_EXTRA, adapters_available
 from autopeft.spec import build_spec
 from autopeft.study import StudyError, create_study, load_study, pareto_trials
 from benchmarks.dashboard_synthetic import build_study
+from tests.extras import ADAPTERS
 from tests.models import TINY_CONFIGS
 
 EVIL = "<script>alert(1)</script>"
@@ -142,7 +144,7 @@ def test_trial_detail(client, db):
     assert client.get("/studies/999").status_code == 404
 
 
-@pytest.mark.parametrize("fmt", ["peft", "adapters", "yaml"])
+@pytest.mark.parametrize("fmt", ["peft", pytest.param("adapters", marks=ADAPTERS), "yaml"])
 def test_export_downloads_exactly_what_autopeft_export_writes(client, db, tmp_path, fmt):
     _, storage = db
     study = load_study(storage, "tiny-lora")
@@ -152,6 +154,16 @@ def test_export_downloads_exactly_what_autopeft_export_writes(client, db, tmp_pa
     assert response.status_code == 200
     assert response.content == expected.read_bytes()
     assert response.headers["content-disposition"] == f'attachment; filename="{expected.name}"'
+
+
+@pytest.mark.skipif(adapters_available(), reason="the answer where the adapters extra is not installed")
+def test_adapters_export_without_the_extra_is_refused_with_the_line_that_names_it(client, db):
+    number = pareto_trials(load_study(db[1], "tiny-lora"))[0].number
+    response = client.get(f"/api/studies/{study_id(client, 'tiny-lora')}/trials/{number}/export/adapters")
+    assert response.status_code == 409
+    assert response.json()["detail"] == (f"cannot export trial {number} as adapters: the AdapterHub export format "
+                                          f"(--format adapters) needs AdapterHub `adapters`, which is not installed; "
+                                          f"{ADAPTERS_EXTRA} (it brings the transformers 4.57 line that adapters requires)")
 
 
 def test_export_refuses_other_formats_paths_and_unfinished_trials(client, db):

@@ -8,6 +8,7 @@ from transformers import AutoModel
 from autopeft.backends import trainable_parameters
 from autopeft.export import export_plan
 from autopeft.search_spaces import ModulePlan, Plan, PlanError, count_plan, families, structure_of
+from tests.extras import ADAPTERS
 from tests.models import TINY_CONFIGS
 from tests.test_counting import FAMILY_PLANS
 
@@ -42,6 +43,7 @@ def test_peft_export_loads_in_peft_with_the_same_count(tmp_path, model_name, pla
     assert trainable_parameters(model) == count_plan(plan, structure).params
 
 
+@ADAPTERS
 @pytest.mark.parametrize("model_name", ["bert", "llama"])
 @pytest.mark.parametrize("plan_name", sorted(ADAPTERS_PLANS))
 def test_adapters_export_loads_in_adapters_with_the_same_count(tmp_path, model_name, plan_name):

@@ -109,9 +109,9 @@ ADAPTERS_PLANS = [  # (modules as (family, sizes from layer 1 on)), layer 0 vari
 ]
 
 
+@pytest.mark.adapters
 @pytest.mark.parametrize("name", ["t5", "bart"])
 def test_adapterhub_families_count_encoder_and_decoder_blocks_exactly(name):
-    pytest.importorskip("adapters")
     from transformers import AutoModel
 
     config = TINY_LM_CONFIGS[name][0]()

@@ -11,6 +11,7 @@ from autopeft.search_spaces import ModulePlan, Plan, count_plan, load_config, st
 from autopeft.spec import FidelitySpec
 from autopeft.workers import CACHE, FAILURE_KINDS, TrialResult, evaluate_plan
 from autopeft.workers import evaluate as evaluate_module
+from tests.extras import ADAPTERS, plan_params
 
 LORA_TOP = Plan(4, (ModulePlan("lora", (0, 0, 8, 8), targets="qv"),))
 FAST = FidelitySpec(train_size=96, eval_size=48, epochs=1, batch_size=16, learning_rate=5e-3, max_seq_length=48)
@@ -48,18 +49,23 @@ def test_epochs_make_a_curve_and_max_steps_caps_training(tiny_bert_dir, glue_dir
     assert longer.steps == 9 and len(longer.curve) == 2  # max_steps overrides epochs=1
 
 
-@pytest.mark.parametrize("module", [
+FAMILY_PLANS = {m.family: Plan(4, (m,)) for m in (
     ModulePlan("serial", (0, 8, 8, 8)), ModulePlan("parallel", (0, 0, 4, 4)), ModulePlan("prefix", (0, 4, 4, 0)),
     ModulePlan("ia3", (1, 1, 1, 1)), ModulePlan("lora", (0, 4, 0, 8), targets="all-linear"),
-])
-def test_every_family_trains_with_exact_params(tiny_bert_dir, glue_dir, module):
-    plan = Plan(4, (module,))
+)}
+
+
+@pytest.mark.parametrize("family", plan_params(FAMILY_PLANS))
+def test_every_family_trains_with_exact_params(tiny_bert_dir, glue_dir, family):
+    plan = FAMILY_PLANS[family]
+    (module,) = plan.modules
     result = evaluate_plan(tiny_bert_dir, "glue:rte", plan, FAST.model_copy(update={"max_steps": 2}), data_dir=glue_dir)
     assert result.status == "ok", result.failure
     assert result.params == params_of(plan, tiny_bert_dir) > 0
     assert result.steps == 2 and result.no_grad_layers == min(module.layers)
 
 
+@ADAPTERS
 def test_a_union_of_adapter_families_trains(tiny_bert_dir, glue_dir):
     plan = Plan(4, (ModulePlan("serial", (0, 0, 8, 8)), ModulePlan("prefix", (0, 2, 2, 0))))
     result = evaluate_plan(tiny_bert_dir, "glue:sst2", plan, FAST.model_copy(update={"max_steps": 2}), data_dir=glue_dir)
@@ -92,7 +98,7 @@ def _spy_on_apply(monkeypatch, captured: dict):
 
 @pytest.mark.parametrize("plan, adapter_marker", [
     (LORA_TOP, "lora_"),
-    (Plan(4, (ModulePlan("prefix", (0, 4, 4, 0)),)), "prefix_tuning"),
+    pytest.param(Plan(4, (ModulePlan("prefix", (0, 4, 4, 0)),)), "prefix_tuning", marks=ADAPTERS),
 ])
 def test_training_changes_only_adapter_and_head_weights(tiny_bert_dir, glue_dir, monkeypatch, plan, adapter_marker):
     captured: dict = {}

@@ -9,6 +9,7 @@ from transformers import BertForSequenceClassification
 from autopeft.backends import apply_plan
 from autopeft.search_spaces import ModulePlan, Plan, structure_of
 from autopeft.workers.frozen import FrozenBottom, find_blocks, lowest_adapted_layer
+from tests.extras import plan_params
 from tests.models import TINY_CONFIGS
 
 PLANS = {
@@ -42,7 +43,7 @@ def test_lowest_adapted_layer_is_the_lowest_layer_of_any_family():
     assert lowest_adapted_layer(Plan(4, (ModulePlan("lora", (0, 0, 0, 0)),))) is None
 
 
-@pytest.mark.parametrize("name", sorted(PLANS))
+@pytest.mark.parametrize("name", plan_params(PLANS))
 def test_blocks_below_run_without_grad_and_gradients_are_unchanged(name):
     plan = PLANS[name]
     lowest = lowest_adapted_layer(plan)

@@ -17,6 +17,7 @@ are mapped back and scored on the labels' own scale.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 import socket
@@ -123,15 +124,33 @@ class BaseModel:
     head: frozenset[str]
 
 
+@contextlib.contextmanager
+def quiet_loading():
+    """transformers at error level without progress bars, then as before: loading a checkpoint into a fresh task
+    head is what a trial is for, so its load report (5.x) or "newly initialized" warning (4.x) says nothing new."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def base_model(model: str, data: TaskData, device: torch.device) -> BaseModel:
     """The pretrained model with a head for `data`'s task on `device`, loaded once per process."""
     from transformers import AutoModelForSequenceClassification
 
     def build() -> BaseModel:
         regression = data.task.kind == "regression"
-        loaded, info = AutoModelForSequenceClassification.from_pretrained(
-            model, num_labels=data.num_labels, problem_type="regression" if regression else "single_label_classification",
-            output_loading_info=True, ignore_mismatched_sizes=True)
+        with quiet_loading():
+            loaded, info = AutoModelForSequenceClassification.from_pretrained(
+                model, num_labels=data.num_labels, output_loading_info=True, ignore_mismatched_sizes=True,
+                problem_type="regression" if regression else "single_label_classification")
         loaded.config.pad_token_id = tokenizer(model).pad_token_id
         prefix = loaded.base_model_prefix + "."
         names = {n for n, _ in loaded.named_parameters()}
@@ -176,6 +195,9 @@ def _predict(model: nn.Module, enc: Encoded, batch_size: int, pad_id: int, devic
 def _score(predictions: np.ndarray, enc: Encoded, regression: bool) -> dict[str, float]:
     labels = np.asarray(enc.labels, dtype=float if regression else int)
     return regression_metrics(predictions, labels) if regression else classification_metrics(predictions, labels)
+
+
+AMP_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def _amp_dtype(device: torch.device) -> torch.dtype | None:
@@ -224,6 +246,7 @@ def _train_and_score(model_name: str, task: str, plan: Plan, fidelity: FidelityS
                      dev: torch.device, base: dict[str, Any], evaluate_dev: bool, standardise_targets: bool) -> TrialResult:
     regression = data.task.kind == "regression"
     amp = _amp_dtype(dev)
+    base = {**base, "precision": "fp32" if amp is None else f"{AMP_NAMES[amp]}-autocast"}
     train = encoded(model_name, task, fidelity, data_dir, "train")
     scaling = TargetScaling.fit(data.train.labels) if regression and standardise_targets else None
     if scaling is not None:

@@ -27,8 +27,9 @@ class TrialResult:
     - `truncated` (language-model tasks): rows cut at `max_seq_length` per split (``train``,
       ``heldout``, ``dev``) and rows left out because the cut removed every trained token
       (``train_dropped``, ...); see `autopeft.workers.lm_encode`.
-    - `precision` (language-model tasks): the frozen base weights' format, ``fp32``, ``bf16``,
-      ``fp16``, ``4bit`` or ``8bit`` (adapters train in fp32).
+    - `precision`: the frozen base weights' format, ``fp32``, ``bf16``, ``fp16``, ``4bit`` or ``8bit``
+      (language-model tasks; adapters train in fp32), or, for classification/regression heads, ``fp32``
+      weights computed under ``bf16-autocast`` / ``fp16-autocast`` on CUDA (``fp32`` on a CPU).
     - `target_scaling`: regression only, ``{"mean", "std"}`` of the training split's labels (label
       units): the head was trained on ``(y - mean) / std`` and predicts ``mean + std * output``; None
       for classification (see `autopeft.workers.targets`).

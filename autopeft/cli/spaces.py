@@ -5,10 +5,12 @@ from __future__ import annotations
 from enum import Enum
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from autopeft.cli.app import app, fail, print_json
 from autopeft.cli.app import console as make_console
+from autopeft.optional import ADAPTERS_EXTRA, adapters_available
 from autopeft.search_spaces import (
     ModelError,
     SpaceError,
@@ -18,6 +20,7 @@ from autopeft.search_spaces import (
     read_space_file,
     structure_of,
 )
+from autopeft.search_spaces.families import adapters_only
 
 spaces_app = typer.Typer(help="Search spaces: list them, or show one for a model.", invoke_without_command=True)
 app.add_typer(spaces_app, name="spaces")
@@ -30,21 +33,27 @@ class Format(str, Enum):
 
 @spaces_app.callback()
 def list_spaces(ctx: typer.Context, format: Format = typer.Option(Format.text, "--format", help="text or json")):
-    """List the built-in spaces (name, families, description)."""
+    """List the built-in spaces (name, families, the extra a search needs, description)."""
     if ctx.invoked_subcommand is not None:
         return
     rows = []
     for name in builtin_spaces():
         space = read_space_file(name)
         fams = list(dict.fromkeys(f for m in space.modules for f in m.families))  # llm-lora: lora once
-        rows.append({"name": name, "families": fams, "description": space.description})
+        rows.append({"name": name, "families": fams, "extra": "adapters" if adapters_only(fams) else None,
+                     "description": space.description})
     if format is Format.json:
         print_json(rows)
         return
-    table = Table("space", "families", "description")
+    table = Table("space", "families", "needs", "description")
     for row in rows:
-        table.add_row(row["name"], ", ".join(row["families"]), row["description"])
-    make_console().print(table)
+        table.add_row(row["name"], ", ".join(row["families"]), escape(f"autopeft[{row['extra']}]") if row["extra"] else "-",
+                      row["description"])
+    console = make_console()
+    console.print(table)
+    if any(row["extra"] for row in rows) and not adapters_available():
+        console.print(f"spaces that need autopeft[adapters] can be shown here; searching them needs {ADAPTERS_EXTRA}",
+                      markup=False)
 
 
 @spaces_app.command("show")
@@ -81,6 +90,7 @@ def show(
         "max_params": large.params,
         "max_params_pct": large.pct,
         "max_plan": large_plan.summary(),
+        "extra": "adapters" if space.adapters_families() else None,
     }
     if format is Format.json:
         print_json(info)
@@ -100,3 +110,6 @@ def show(
     console.print(f"dimensions: {len(dims)}   valid configurations: {info['num_valid_configurations']:,}")
     console.print(f"smallest: {small.params:,} params ({small.pct:.4f}%)  {small_plan.summary()}")
     console.print(f"largest:  {large.params:,} params ({large.pct:.4f}%)  {large_plan.summary()}")
+    if space.adapters_families() and not adapters_available():
+        console.print(f"{', '.join(space.adapters_families())}: built by AdapterHub adapters, not installed here; "
+                      f"searching this space needs {ADAPTERS_EXTRA}", markup=False)

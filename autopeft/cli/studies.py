@@ -14,6 +14,7 @@ from rich.table import Table
 from autopeft.cli.app import app, fail, print_json
 from autopeft.cli.app import console as make_console
 from autopeft.export import FORMATS, export_trial
+from autopeft.optional import MissingExtra
 from autopeft.search_spaces import ModelError, PlanError
 from autopeft.spec import SearchSpec
 from autopeft.study import (
@@ -144,7 +145,7 @@ def export(
     st = _open(storage)
     try:
         path = export_trial(load_study(st, study), trial, format, out)
-    except (StudyError, PlanError, ModelError, ValueError) as exc:
+    except (StudyError, PlanError, ModelError, ValueError, MissingExtra) as exc:
         fail(str(exc))
     typer.echo(str(path))
 

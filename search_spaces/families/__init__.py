@@ -56,10 +56,15 @@ def library_for(families: Iterable[str]) -> Library | None:
     return None
 
 
+def adapters_only(families: Iterable[str]) -> tuple[str, ...]:
+    """The families among `families` that only AdapterHub `adapters` builds (the `autopeft[adapters]` extra)."""
+    return tuple(f for f in dict.fromkeys(families) if "peft" not in get(f).libraries)
+
+
 def export_formats(families: Iterable[str]) -> tuple[str, ...]:
     """Export formats that can express a plan of these families: its library's, and autopeft's yaml."""
     library = library_for(families)
     return ((library,) if library else ()) + ("yaml",)
 
 
-__all__ = ["FORMATS", "NAMES", "REGISTRY", "Family", "Library", "export_formats", "get", "library_for"]
+__all__ = ["FORMATS", "NAMES", "REGISTRY", "Family", "Library", "adapters_only", "export_formats", "get", "library_for"]

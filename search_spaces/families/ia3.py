@@ -2,21 +2,18 @@
 
 Counting: peft puts one vector per target, of its output size (input size for the feed-forward
 targets, which it scales on the input side). In mixed plans AdapterHub builds it on the feed-forward
-block (its attention block holds LoRA there); those vectors are probed once per model on the meta device.
+block (its attention block holds LoRA there): one vector per projection of the block, of its output
+size, intermediate + hidden per layer (adapters wraps the up and the down projection, in either
+order). Counted from the config alone, so counting never needs the adapters library; tests check the
+formula against the instantiated AdapterHub model where that library is installed.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import logging
 import math
-
-import torch
 
 from autopeft.search_spaces.families import _lowrank
 from autopeft.search_spaces.families.base import Family
-from autopeft.search_spaces.model_structure import DECODER_LAYER_ATTRS, LAYER_COUNT_ATTRS
 
 _FALLBACK_FFN_OUT = ("output.dense", "down_proj", "fc2", "mlp.c_proj", "out_lin", "dense_4h_to_h")
 _FALLBACK_IA3 = ("key", "value", "k_proj", "v_proj", "k_lin", "v_lin", "c_attn", "qkv", "qkv_proj", *_FALLBACK_FFN_OUT)
@@ -48,7 +45,7 @@ class Ia3(Family):
         if size == 0:
             return 0
         if library == "adapters":
-            return _probe_adapters_ia3(structure.config_json)[structure.stack_index]
+            return structure.intermediate_size + structure.hidden_size
         feedforward = set(self.feedforward(structure))
         return sum(lin.in_features if lin in feedforward else lin.out_features for lin in self.targets_of(structure, None))
 
@@ -57,8 +54,8 @@ class Ia3(Family):
 
         linears = self.targets_of(structure, module.targets)
         return IA3Config(
-            target_modules=_lowrank.peft_targets((module,), structure, lambda m, view: self.targets_of(view, None)),
-            feedforward_modules=_lowrank.peft_targets((module,), structure, lambda m, view: self.feedforward(view)),
+            target_modules=_lowrank.peft_targets(module, structure, linears),
+            feedforward_modules=_lowrank.peft_targets(module, structure, self.feedforward(structure)),
             fan_in_fan_out=any(lin.fan_in_fan_out for lin in linears),
             task_type=task_type,
         )
@@ -70,34 +67,6 @@ class Ia3(Family):
 
     def synthetic_capacity(self, module, size, hidden):
         return self.efficiency * (1.0 - math.exp(-size)) if size > 0 else 0.0  # on/off: size scale 1
-
-
-@functools.lru_cache(maxsize=32)
-def _probe_adapters_ia3(config_json: str) -> tuple[int, ...]:
-    """IA3 vectors adapters puts in one layer of each stack (its per-architecture placement), counted on
-    the meta device with one block per stack (encoder-decoder models: one encoder and one decoder block)."""
-    import adapters
-    from transformers import AutoConfig, AutoModel
-
-    data = json.loads(config_json)
-    for name in (*LAYER_COUNT_ATTRS, *DECODER_LAYER_ATTRS):
-        if name in data:
-            data[name] = 1
-    log = logging.getLogger("adapters")
-    level = log.level
-    log.setLevel(logging.ERROR)  # adapters warns "none are activated" while it builds the probe: not the user's concern
-    try:
-        with torch.device("meta"):
-            model = AutoModel.from_config(AutoConfig.for_model(**data))
-            adapters.init(model)
-            model.add_adapter("probe", config=adapters.IA3Config(**ADAPTERS_PLACEMENT))
-        model.train_adapter("probe")
-    finally:
-        log.setLevel(level)
-    trainable = [(n, p.numel()) for n, p in model.named_parameters() if p.requires_grad]
-    if not data.get("is_encoder_decoder"):
-        return (sum(k for _, k in trainable),)
-    return tuple(sum(k for n, k in trainable if n.startswith(f"{side}.")) for side in ("encoder", "decoder"))
 
 
 FAMILY = Ia3()
