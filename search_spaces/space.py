@@ -20,6 +20,11 @@ unless given): ``N.size``, ``N.size.{layer}`` (per-layer), ``mask.{layer}`` (sha
 ``N.mask.{layer}`` (own), and, when there is a choice, ``N.family``, ``N.targets``, ``N.alpha`` and
 ``N.{option}``. Flags are `IntDistribution(0, 1)`; everything else is categorical. A family the
 model cannot hold (LoHa/LoKr on GPT-2's Conv1D) is left out of a choice.
+
+A low-rank family may be listed by two modules with disjoint target groups (``llm-lora``: LoRA on
+``attention`` and on ``mlp``, peft builds them as one config); ``options_from: M`` makes a module read
+module M's alpha and option parameters instead of having its own (a `LoraConfig` holds one
+``use_dora``), so every point stays buildable.
 """
 
 from __future__ import annotations
