@@ -54,8 +54,8 @@ class Ia3(Family):
 
         linears = self.targets_of(structure, module.targets)
         return IA3Config(
-            target_modules=_lowrank.peft_targets(module, structure, linears),
-            feedforward_modules=_lowrank.peft_targets(module, structure, self.feedforward(structure)),
+            target_modules=_lowrank.peft_targets((module,), structure, lambda m, view: self.targets_of(view, None)),
+            feedforward_modules=_lowrank.peft_targets((module,), structure, lambda m, view: self.feedforward(view)),
             fan_in_fan_out=any(lin.fan_in_fan_out for lin in linears),
             task_type=task_type,
         )
