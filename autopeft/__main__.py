@@ -2,4 +2,5 @@
 
 from autopeft.cli import app
 
-app()
+if __name__ == "__main__":  # importing the module (pkgutil.walk_packages in test_optional) runs nothing
+    app()
