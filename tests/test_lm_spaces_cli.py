@@ -120,7 +120,7 @@ def test_a_t5_search_runs_end_to_end(tmp_path, glue_dir, one_torch_thread):
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     structure = structure_of(load_config(str(tmp_path / "t5")))
     for t in trials:  # the recorded count is the plan's, over 2 encoder + 2 decoder layers
-        plan = Plan.from_dict(t.user_attrs["plan"]) if isinstance(t.user_attrs["plan"], dict) else Plan.from_text(t.user_attrs["plan"])
+        plan = Plan.from_dict(t.user_attrs["plan"])
         assert plan.num_layers == 4 and t.user_attrs["result"]["params"] == count_plan(plan, structure).params
 
 
