@@ -25,8 +25,8 @@ ADAPTER_NAME = "autopeft"
 def peft_config(plan: Plan, structure: ModelStructure, task_type: str | None = None):
     """The peft config that builds exactly `plan`; `PlanError` if peft cannot."""
     check_buildable(plan, "peft")
-    (module,) = plan.active
-    return families.get(module.family).peft_config(module, structure, task_type)
+    (family,) = dict.fromkeys(plan.families)
+    return families.get(family).peft_config_for(plan.modules_of(family), structure, task_type)
 
 
 def adapters_config(plan: Plan, structure: ModelStructure):

@@ -366,9 +366,18 @@ class SearchSession:
         return max(eligible, key=lambda t: sign * t.values[0]).number if eligible else None
 
 
+def zero_params_line(space: SearchSpace, plan) -> str:
+    """The one line for a space whose smallest configuration trains nothing on this model."""
+    return (f"space {space.name!r}: its smallest configuration ({plan.summary()}) trains 0 parameters on "
+            f"{space.structure.model_type}: its target group holds no layer of this model; pick another target group "
+            "or space")
+
+
 def check_budget(space: SearchSpace, spec: SearchSpec) -> None:
     """`SearchError` when even the smallest configuration of the space exceeds the budget."""
     (plan, smallest), _ = space.param_range()
+    if smallest.params == 0:
+        raise SearchError(zero_params_line(space, plan))
     budget_pct, budget_abs = spec.budget.max_params_pct, spec.budget.max_params
     if (budget_pct is not None and smallest.pct > budget_pct) or (budget_abs is not None and smallest.params > budget_abs):
         raise SearchError(

@@ -159,7 +159,7 @@ def layer_map_info(rows: Sequence[TrialRow]) -> LayerMapInfo:
     rows = [r for r in rows if r.plan is not None]
     num_layers = max((int(r.plan.get("num_layers", 0)) for r in rows), default=0)
     per_trial = [plan_sizes(r.plan, num_layers) for r in rows]
-    families = [f for f in FAMILIES if any(any(sizes.get(f, [])) for sizes in per_trial)]
+    families = [f for f in _in_registry_order(k for s in per_trial for k in s) if any(any(s.get(f, [])) for s in per_trial)]
     sizes = {f: [s.get(f, [0] * num_layers) for s in per_trial] for f in families}
     usage = {f: [sum(1 for s in sizes[f] if s[layer]) / len(rows) for layer in range(num_layers)] for f in families}
     return LayerMapInfo(num_layers=num_layers, numbers=[r.number for r in rows],
@@ -170,10 +170,25 @@ def plan_sizes(plan: dict[str, Any], num_layers: int | None = None) -> dict[str,
     """`{family: [size per layer]}` of an `autopeft-plan/v1` dict, padded to `num_layers`."""
     n = int(plan.get("num_layers", 0)) if num_layers is None else num_layers
     out: dict[str, list[int]] = {}
-    for module in plan.get("modules", []):
+    for key, module in zip(row_keys(plan), plan.get("modules", []), strict=True):
         sizes = [int(s) for s in module.get("sizes", [])][:n]
-        out[str(module.get("family"))] = sizes + [0] * (n - len(sizes))
+        out[key] = sizes + [0] * (n - len(sizes))
     return out
+
+
+def row_keys(plan: dict[str, Any]) -> list[str]:
+    """One row name per module: its family, or ``family:targets`` for a family that appears more than once
+    (LoRA on attention and on the MLP in llm-lora)."""
+    modules = plan.get("modules", [])
+    names = [str(m.get("family")) for m in modules]
+    return [f"{f}:{m.get('targets')}" if names.count(f) > 1 else f for f, m in zip(names, modules, strict=True)]
+
+
+def _in_registry_order(keys) -> list[str]:
+    """Row names sorted by their family's place in the registry (unknown families last, as given)."""
+    keys = list(dict.fromkeys(keys))
+    rank = {f: i for i, f in enumerate(FAMILIES)}
+    return sorted(keys, key=lambda k: rank.get(k.split(":")[0], len(rank)))
 
 
 @dataclass(frozen=True)
@@ -192,10 +207,9 @@ class PlanInfo:
 
 def plan_info(plan: dict[str, Any], summary: str = "") -> PlanInfo:
     sizes = plan_sizes(plan)
-    options = {str(m.get("family")): {k: v for k, v in m.items() if k not in ("family", "sizes") and v is not None}
-               for m in plan.get("modules", [])}
-    families = [f for f in FAMILIES if any(sizes.get(f, []))]
-    families += [f for f in sizes if f not in families and any(sizes[f])]
+    options = {key: {k: v for k, v in m.items() if k not in ("family", "sizes") and v is not None}
+               for key, m in zip(row_keys(plan), plan.get("modules", []), strict=True)}
+    families = [f for f in _in_registry_order(sizes) if any(sizes[f])]
     return PlanInfo(num_layers=int(plan.get("num_layers", 0)), families=families,
                     sizes={f: sizes[f] for f in families}, options={f: options.get(f, {}) for f in families},
                     summary=summary)

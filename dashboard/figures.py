@@ -115,7 +115,7 @@ def _size_heatmap(sizes: list[list[int]], family: str, x: list[int], y: list[str
     """Heatmap of sizes; absent (0) cells are blank; colour = log2(size) so ranks 2 and 64 both read."""
     z = [[math.log2(s) + 1 if s else None for s in row] for row in sizes]
     text = [[str(s) if s else "" for s in row] for row in sizes]
-    what = SIZE_NAMES.get(family, "size")
+    what = SIZE_NAMES.get(family.split(":")[0], "size")
     trace = {"type": "heatmap", "z": z, "x": x, "y": y, "text": text, "texttemplate": "%{text}",
              "xaxis": f"x{axis}", "yaxis": f"y{axis}", "colorscale": SIZES_SCALE, "zmin": 1, "zmax": 11,
              "showscale": False, "xgap": 2, "ygap": 2, "name": family,
@@ -144,7 +144,7 @@ def layer_map_figure(info: LayerMapInfo) -> Figure:
         layout[f"yaxis{axis}"] = _axis("", anchor=f"x{axis}", showgrid=False, type="category",
                                        showticklabels=k == 0, **({} if k == 0 else {"matches": "y"}))
         annotations.append({"xref": f"x{axis} domain", "yref": "paper", "x": 0.5, "y": 1.0, "yanchor": "bottom",
-                            "showarrow": False, "text": f"<b>{family}</b> ({SIZE_NAMES.get(family, 'size')})"})
+                            "showarrow": False, "text": f"<b>{family}</b> ({SIZE_NAMES.get(family.split(':')[0], 'size')})"})
     layout["annotations"] = annotations
     return {"data": traces, "layout": layout}
 
@@ -152,7 +152,7 @@ def layer_map_figure(info: LayerMapInfo) -> Figure:
 def plan_figure(info: PlanInfo) -> Figure:
     """A single plan: module families (rows) x layers (columns), cell = size."""
     sizes = [info.sizes[f] for f in info.families]
-    labels = [f"{f} ({SIZE_NAMES.get(f, 'size')})" for f in info.families]
+    labels = [f"{f} ({SIZE_NAMES.get(f.split(':')[0], 'size')})" for f in info.families]
     trace = _size_heatmap(sizes, "", list(range(info.num_layers)), labels, "", None, showscale=False)
     trace["hovertemplate"] = "%{y}: %{text}<br>layer %{x}<extra></extra>"
     return {"data": [trace], "layout": _layout(

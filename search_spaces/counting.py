@@ -57,6 +57,9 @@ def check_buildable(plan: Plan, library: Library) -> None:
         raise PlanError(f"peft cannot express {' + '.join(plan.families)}: it holds one adapter type per model "
                         f"({', '.join(f for f in families.NAMES if 'peft' in families.get(f).libraries)}); "
                         "use the adapters (AdapterHub) format")
+    repeated = [f for f in dict.fromkeys(plan.families) if plan.families.count(f) > 1]
+    if library == "adapters" and repeated:
+        raise PlanError(f"adapters cannot express {repeated[0]} on several target groups; use the peft format")
     for m in plan.active:
         fam = families.get(m.family)
         if library not in fam.libraries:
@@ -64,11 +67,35 @@ def check_buildable(plan: Plan, library: Library) -> None:
         problem = fam.check(m, library)
         if problem:
             raise PlanError(problem)
+    for name in dict.fromkeys(plan.families):
+        problem = families.get(name).check_together(plan.modules_of(name))
+        if problem:
+            raise PlanError(problem)
 
 
 def module_params(structure: ModelStructure, module: ModulePlan, library: Library) -> int:
+    """Parameters of one module: each layer counted on its own block (`ModelStructure.block`)."""
     fam = families.get(module.family)
-    return sum(fam.layer_cost(structure, module, s, library) for s in module.sizes if s)
+    return sum(fam.layer_cost(structure.block(i), module, s, library) for i, s in enumerate(module.sizes) if s)
+
+
+def check_disjoint(plan: Plan, structure: ModelStructure) -> None:
+    """`PlanError` when two modules of one family target the same linear layer of some block."""
+    for name in dict.fromkeys(plan.families):
+        modules = plan.modules_of(name)
+        if len(modules) < 2:
+            continue
+        fam = families.get(name)
+        for i in range(plan.num_layers):
+            seen: dict[str, str] = {}
+            for m in modules:
+                if not m.sizes[i]:
+                    continue
+                for lin in fam.targets_of(structure.block(i), m.targets):
+                    if lin.path in seen:
+                        raise PlanError(f"{name}: its modules on {seen[lin.path]} and {m.targets} both target "
+                                        f"{lin.path} in layer {i}; give each module its own target group")
+                    seen[lin.path] = str(m.targets)
 
 
 def count_plan(plan: Plan, structure: ModelStructure) -> ParamCount:
@@ -78,5 +105,6 @@ def count_plan(plan: Plan, structure: ModelStructure) -> ParamCount:
     total = 0
     if not plan.is_empty:
         library = library_for(plan)
+        check_disjoint(plan, structure)
         total = sum(module_params(structure, m, library) for m in plan.active)
     return ParamCount(params=total, base_params=structure.base_params)

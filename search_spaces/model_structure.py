@@ -5,6 +5,11 @@ architecture works without hard-coding module names: the transformer blocks are 
 whose length is the config's layer count, and `ModelStructure` lists the linear layers inside one
 block. Which of them a target group means is each family's business (`search_spaces/families/`),
 using peft's per-architecture target tables (`peft_default`) with name-based fallbacks.
+
+Encoder-decoder models (T5, FLAN-T5, BART) have two block lists, one `Stack` each. Layers are
+numbered over both, encoder first: encoder blocks 0..n-1, decoder blocks n..n+m-1 (AdapterHub's
+numbering too, so `leave_out` means the same layers). Decoder blocks hold cross-attention besides
+self-attention, so a layer's linear layers are its stack's (`block(layer)`).
 """
 
 from __future__ import annotations
@@ -34,11 +39,26 @@ class LinearLayer:
 
 
 @dataclass(frozen=True)
+class Stack:
+    """One list of identical blocks: `path` inside the base model (``encoder.block``), its blocks' linear layers.
+
+    `first` is the global number of its first block (0 for the encoder, n for a decoder after n encoder blocks).
+    """
+
+    path: str
+    first: int
+    num_layers: int
+    linears: tuple[LinearLayer, ...]
+
+
+@dataclass(frozen=True)
 class ModelStructure:
     """What parameter counting and backends need to know about a model (no weights).
 
-    `layers_path` is the dotted path of the block list inside the base model (``encoder.layer``,
-    ``h``, ``layers``); `linears` lists the linear layers of one block (blocks are identical).
+    `stacks` are the block lists (one; two for encoder-decoder models, encoder first), `num_layers`
+    the blocks of all of them. `layers_path` and `linears` describe the blocks this structure stands
+    for: the first stack's path, and the linear layers of every stack (each path once) for the whole
+    model; one stack's for the view `block(layer)` that families count one layer on.
     """
 
     model_type: str
@@ -51,15 +71,69 @@ class ModelStructure:
     head_dim: int
     base_params: int
     linears: tuple[LinearLayer, ...]
+    stacks: tuple[Stack, ...] = ()
     config_json: str = field(default="{}", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.stacks:  # built by hand: one stack of identical blocks
+            object.__setattr__(self, "stacks", (Stack(self.layers_path, 0, self.num_layers, self.linears),))
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return len(self.stacks) > 1
+
+    def locate(self, layer: int) -> tuple[Stack, int]:
+        """(stack, index inside it) of global layer `layer`."""
+        for stack in self.stacks:
+            if stack.first <= layer < stack.first + stack.num_layers:
+                return stack, layer - stack.first
+        raise IndexError(f"layer {layer}: the model has {self.num_layers} layers")
+
+    def block(self, layer: int) -> ModelStructure:
+        """This structure seen from global layer `layer`: its stack's path and linear layers."""
+        return self.stack_view(self.locate(layer)[0])
+
+    def stack_view(self, stack: Stack) -> ModelStructure:
+        if len(self.stacks) <= 1:
+            return self
+        return _views(self)[self.stacks.index(stack)]
+
+    def split(self, layers) -> list[tuple[Stack, tuple[int, ...]]]:
+        """Global layer numbers grouped by stack, as indices inside each stack (stacks with none left out)."""
+        out = []
+        for stack in self.stacks:
+            local = tuple(i - stack.first for i in layers if stack.first <= i < stack.first + stack.num_layers)
+            if local:
+                out.append((stack, local))
+        return out
+
+    @property
+    def stack_index(self) -> int:
+        """Which stack this view stands for (0: the first, or the whole model)."""
+        return next((i for i, st in enumerate(self.stacks) if st.path == self.layers_path), 0)
+
+    @property
+    def has_cross_attention(self) -> bool:
+        """This view is a decoder block of an encoder-decoder model (self- and cross-attention)."""
+        return self.is_encoder_decoder and self.layers_path == self.stacks[-1].path
+
+    def stack_name(self, layer: int) -> str:
+        """``encoder`` / ``decoder`` for encoder-decoder models, else ``""``."""
+        if not self.is_encoder_decoder:
+            return ""
+        return "encoder" if self.locate(layer)[0] is self.stacks[0] else "decoder"
 
     def named(self, names) -> tuple[LinearLayer, ...]:
         """Linear layers whose path is one of `names` or ends in ``.name`` (peft's target matching rule)."""
         return tuple(lin for lin in self.linears if any(lin.path == n or lin.path.endswith("." + n) for n in names))
 
     def attention_linears(self) -> tuple[LinearLayer, ...]:
-        """Every linear layer of the block's attention sub-module."""
+        """Every linear layer of the block's attention sub-modules (self- and cross-attention)."""
         return tuple(lin for lin in self.linears if _ATTENTION.search(lin.path))
+
+    def mlp_linears(self) -> tuple[LinearLayer, ...]:
+        """Every linear layer of the block outside attention: the feed-forward (MLP) block."""
+        return tuple(lin for lin in self.linears if not _ATTENTION.search(lin.path))
 
     def peft_default(self, kind: str) -> tuple[str, ...]:
         """peft's default target names for this model type; `kind` is e.g. LORA_TARGET, IA3_TARGET, IA3_FEEDFORWARD."""
@@ -69,7 +143,9 @@ class ModelStructure:
         return tuple(table.get(self.model_type, ()))
 
 
-_ATTENTION = re.compile(r"(^|\.)[^.]*(attn|attention)[^.]*\.")
+# A path through an attention sub-module: `attention.self.query`, `self_attn.q_proj`, `attn.c_attn`, T5's
+# `layer.0.SelfAttention.q` and `layer.1.EncDecAttention.k` (case-insensitive).
+_ATTENTION = re.compile(r"(^|\.)[^.]*(attn|attention)[^.]*\.", re.IGNORECASE)
 
 
 def _linear_shape(module: nn.Module) -> tuple[int, int, bool] | None:
@@ -170,31 +246,66 @@ def _structure_from_json(config_json: str) -> ModelStructure:
     config = AutoConfig.for_model(**data)
     with torch.device("meta"):
         model = AutoModel.from_config(config)
-    num_layers = _num_layers(config)
-    layers_path, blocks = _find_blocks(model, num_layers)
-    linears = tuple(
-        LinearLayer(name, *shape)
-        for name, module in blocks[0].named_modules()
-        if name and (shape := _linear_shape(module)) is not None
-    )
+    stacks = _find_stacks(model, config)
     hidden = int(getattr(config, "hidden_size", None) or config.n_embd)
     heads = int(getattr(config, "num_attention_heads", None) or config.n_head)
     kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
-    head_dim = int(getattr(config, "head_dim", None) or hidden // heads)
-    inter = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * hidden
+    head_dim = int(getattr(config, "head_dim", None) or getattr(config, "d_kv", None) or hidden // heads)
+    inter = next((getattr(config, a) for a in _INTERMEDIATE_ATTRS if getattr(config, a, None)), 4 * hidden)
+    linears: dict[str, LinearLayer] = {}
+    for stack in stacks:
+        for lin in stack.linears:
+            linears.setdefault(lin.path, lin)
     return ModelStructure(
         model_type=config.model_type,
-        layers_path=layers_path,
-        num_layers=num_layers,
+        layers_path=stacks[0].path,
+        num_layers=sum(st.num_layers for st in stacks),
         hidden_size=hidden,
         intermediate_size=int(inter),
         num_attention_heads=heads,
         num_kv_heads=kv_heads,
         head_dim=head_dim,
         base_params=sum(p.numel() for p in model.parameters()),
-        linears=linears,
+        linears=tuple(linears.values()),
+        stacks=stacks,
         config_json=config_json,
     )
+
+
+_INTERMEDIATE_ATTRS = ("intermediate_size", "n_inner", "d_ff", "ffn_dim", "encoder_ffn_dim")
+
+
+@functools.lru_cache(maxsize=32)
+def _views(structure: ModelStructure) -> tuple[ModelStructure, ...]:
+    """One view per stack: its path and linear layers (see `ModelStructure.block`)."""
+    import dataclasses
+
+    return tuple(dataclasses.replace(structure, layers_path=st.path, linears=st.linears) for st in structure.stacks)
+
+
+def _stack(path: str, first: int, blocks: nn.ModuleList) -> Stack:
+    linears = tuple(
+        LinearLayer(name, *shape)
+        for name, module in blocks[0].named_modules()
+        if name and (shape := _linear_shape(module)) is not None
+    )
+    return Stack(path=path, first=first, num_layers=len(blocks), linears=linears)
+
+
+def _find_stacks(model: nn.Module, config) -> tuple[Stack, ...]:
+    """The block lists: the outermost list of `num_layers` blocks, or the encoder's and the decoder's."""
+    if getattr(config, "is_encoder_decoder", False) and hasattr(model, "encoder") and hasattr(model, "decoder"):
+        stacks: list[Stack] = []
+        for side in ("encoder", "decoder"):
+            lists = [(name, m) for name, m in getattr(model, side).named_modules()
+                     if name and isinstance(m, nn.ModuleList) and len(m)]
+            if not lists:
+                raise ModelError(f"{config.model_type}: no list of {side} blocks found")
+            name, blocks = min(lists, key=lambda item: item[0].count("."))
+            stacks.append(_stack(f"{side}.{name}", sum(st.num_layers for st in stacks), blocks))
+        return tuple(stacks)
+    layers_path, blocks = _find_blocks(model, _num_layers(config))
+    return (_stack(layers_path, 0, blocks),)
 
 
 LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layer", "num_layers")

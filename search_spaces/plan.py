@@ -1,5 +1,9 @@
 """`Plan`: one concrete adapter configuration, and its versioned serial form `autopeft-plan/v1`.
 
+A family may appear more than once when each entry has its own target group (LoRA on ``attention``
+and on ``mlp``, each with its own per-layer ranks); peft builds them as one config. Layers are
+numbered as `ModelStructure` does: encoder-decoder models encoder blocks first, then decoder blocks.
+
 Serial form (YAML or JSON)::
 
     format: autopeft-plan/v1
@@ -98,15 +102,16 @@ class Plan:
     modules: tuple[ModulePlan, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        seen = set()
+        seen: dict[str, list[str | None]] = {}
         for m in self.modules:
             if len(m.sizes) != self.num_layers:
                 raise PlanError(
                     f"{m.family}.sizes: expected {self.num_layers} entries (one per layer), got {len(m.sizes)}"
                 )
-            if m.family in seen:
-                raise PlanError(f"modules: family {m.family!r} appears twice; merge its sizes into one entry")
-            seen.add(m.family)
+            if m.family in seen and (not families.get(m.family).target_groups or m.targets in seen[m.family]):
+                raise PlanError(f"modules: family {m.family!r} appears twice on the same targets; merge its sizes "
+                                "into one entry, or give each entry its own target group")
+            seen.setdefault(m.family, []).append(m.targets)
 
     @property
     def active(self) -> tuple[ModulePlan, ...]:
@@ -123,6 +128,10 @@ class Plan:
 
     def module(self, family: str) -> ModulePlan | None:
         return next((m for m in self.active if m.family == family), None)
+
+    def modules_of(self, family: str) -> tuple[ModulePlan, ...]:
+        """The active modules of `family` (several when it sits on different target groups)."""
+        return tuple(m for m in self.active if m.family == family)
 
     def summary(self) -> str:
         """Short human text, e.g. ``lora r8@L2-5 qv a16 + serial d48@L0,1,11``."""

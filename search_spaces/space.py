@@ -20,6 +20,11 @@ unless given): ``N.size``, ``N.size.{layer}`` (per-layer), ``mask.{layer}`` (sha
 ``N.mask.{layer}`` (own), and, when there is a choice, ``N.family``, ``N.targets``, ``N.alpha`` and
 ``N.{option}``. Flags are `IntDistribution(0, 1)`; everything else is categorical. A family the
 model cannot hold (LoHa/LoKr on GPT-2's Conv1D) is left out of a choice.
+
+A low-rank family may be listed by two modules with disjoint target groups (``llm-lora``: LoRA on
+``attention`` and on ``mlp``, peft builds them as one config); ``options_from: M`` makes a module read
+module M's alpha and option parameters instead of having its own (a `LoraConfig` holds one
+``use_dora``), so every point stays buildable.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class ModuleSpec(BaseModel):
     targets: list[str] | None = None
     alpha: list[float] | None = None
     options: dict[str, list[bool]] | None = None
+    options_from: str | None = Field(None, description="Take alpha and options from this earlier module's choices.")
 
     @property
     def families(self) -> list[str]:
@@ -91,6 +97,15 @@ class ModuleSpace:
     targets: tuple[str | None, ...]
     alpha: tuple[float | None, ...]
     options: tuple[tuple[str, tuple[bool, ...]], ...] = ()
+    options_from: str | None = None  # the module whose alpha and option parameters this one reads
+
+    def param_names(self) -> dict[str, str]:
+        """Suffix → Optuna parameter name of each of `dims` (another module's for what `options_from` shares)."""
+        return {k: f"{self.options_from if self.options_from and k not in ('family', 'targets') else self.name}.{k}"
+                for k in self.dims}
+
+    def owns(self, suffix: str) -> bool:
+        return self.param_names()[suffix] == f"{self.name}.{suffix}"
 
     @property
     def choices(self) -> dict[str, tuple[Any, ...]]:
@@ -149,8 +164,10 @@ def _validate_space(space: SpaceFile, filename: str) -> SpaceFile:
         for f in m.families:
             if f not in families.NAMES:
                 raise SpaceError(f"{where}.family: expected one of {', '.join(families.NAMES)}, got {f!r}")
-            if f in seen:
-                raise SpaceError(f"{where}.family: {f} appears twice; list each family once")
+            if f in seen and not (m.targets and len(m.families) == 1 and space.modules[seen[f]].targets
+                                  and not set(m.targets) & set(space.modules[seen[f]].targets)):
+                raise SpaceError(f"{where}.family: {f} appears twice; list each family once, or give each of its "
+                                 "modules its own target groups")
             seen[f] = i
         fams = [families.get(f) for f in m.families]
         if len(fams) > 1 and not m.name:
@@ -176,7 +193,17 @@ def _validate_space(space: SpaceFile, filename: str) -> SpaceFile:
             if not any(option in f.options for f in fams) or not values:
                 known = sorted({o for f in fams for o in f.options}) or "none"
                 raise SpaceError(f"{where}.options.{option}: not an option of {', '.join(m.families)} (options: {known})")
-    if len(space.modules) > 1:
+    for i, m in enumerate(space.modules):
+        if m.options_from is None:
+            continue
+        where = f"{filename}: modules.{i}.options_from"
+        source = next((s for s in space.modules[:i] if (s.name or s.family) == m.options_from), None)
+        if source is None:
+            raise SpaceError(f"{where}: expected the name of an earlier module, got {m.options_from!r}")
+        if source.families != m.families or source.options_from or m.alpha is not None or m.options is not None:
+            raise SpaceError(f"{where}: expected a module of the same family that takes no alpha or options of its "
+                             f"own, sharing those of {m.options_from!r}")
+    if len(space.modules) > 1 and len({f for m in space.modules for f in m.families}) > 1:
         for i, m in enumerate(space.modules):
             problem = _mixed_problem(m)
             if problem:
@@ -212,9 +239,12 @@ class SearchSpace:
         self.description = space.description
         self.structure = structure
         self.num_layers = structure.num_layers
-        self.modules = tuple(self._bind(m) for m in space.modules)
+        modules: tuple[ModuleSpace, ...] = ()
+        for m in space.modules:
+            modules += (self._bind(m, modules),)
+        self.modules = modules
 
-    def _bind(self, m: ModuleSpec) -> ModuleSpace:
+    def _bind(self, m: ModuleSpec, bound: tuple[ModuleSpace, ...] = ()) -> ModuleSpace:
         if m.sizes == HIDDEN_POW2:
             h = self.structure.hidden_size
             sizes = {0} | {max(1, h // 2**k) for k in range(10)}
@@ -224,15 +254,17 @@ class SearchSpace:
         fams = tuple(f for f in m.families if reasons[f] is None)
         if not fams:
             raise SpaceError(f"{self.name}: {'; '.join(r for r in reasons.values() if r)}")
+        source = next((b for b in bound if b.name == m.options_from), None)
         return ModuleSpace(
             name=m.name or fams[0],
             families=fams,
             sizes=tuple(sorted(sizes)),
             mask=m.mask,
             targets=tuple(m.targets) if m.targets else (None,),
-            alpha=tuple(m.alpha) if m.alpha else (None,),
-            options=tuple((k, tuple(v)) for k, v in (m.options or {}).items()
-                          if any(k in families.get(f).options for f in fams)),
+            alpha=source.alpha if source else tuple(m.alpha) if m.alpha else (None,),
+            options=source.options if source else tuple((k, tuple(v)) for k, v in (m.options or {}).items()
+                                                        if any(k in families.get(f).options for f in fams)),
+            options_from=m.options_from,
         )
 
     def adapters_families(self) -> tuple[str, ...]:
@@ -250,7 +282,8 @@ class SearchSpace:
             else:
                 dims[f"{m.name}.size"] = CategoricalDistribution(m.sizes)
             for suffix, choices in m.dims.items():
-                dims[f"{m.name}.{suffix}"] = CategoricalDistribution(choices)
+                if m.owns(suffix):
+                    dims[f"{m.name}.{suffix}"] = CategoricalDistribution(choices)
         for name in self._mask_names():
             for layer in range(self.num_layers):
                 dims[f"{name}.{layer}"] = IntDistribution(0, 1)
@@ -275,7 +308,7 @@ class SearchSpace:
                 size = int(params[f"{m.name}.size"])
                 mask = self.mask_of(m)
                 sizes = tuple(size * int(params[f"{mask}.{layer}"]) for layer in range(self.num_layers))
-            chosen = {k: params[f"{m.name}.{k}"] for k in m.dims}
+            chosen = {k: params[name] for k, name in m.param_names().items()}
             modules.append(m.module_plan(sizes, chosen))
         return Plan(num_layers=self.num_layers, modules=tuple(modules))
 
@@ -336,7 +369,8 @@ class SearchSpace:
         joint: dict[frozenset, int] = {frozenset(): 1}
         for counts in groups:
             joint = _combine(joint, counts)
-        extras = math.prod(len(v) for m in self.modules for k, v in m.choices.items() if k != "family")
+        extras = math.prod(len(v) for m in self.modules for k, v in m.choices.items()
+                           if k != "family" and (k not in m.dims or m.owns(k)))
         return extras * sum(n for active, n in joint.items() if active and families.library_for(active))
 
     def param_range(self) -> tuple[tuple[Plan, ParamCount], tuple[Plan, ParamCount]]:
@@ -348,10 +382,17 @@ class SearchSpace:
         return smallest[1:], largest[1:]
 
     def _variants(self, modules) -> list[dict[str, tuple[ModuleSpace, dict[str, Any]]]]:
-        """Every combination of the modules' choices: module name → chosen values."""
-        per_module = [[(m, dict(zip(m.choices, values, strict=True))) for values in itertools.product(*m.choices.values())]
-                      for m in modules]
-        return [{m.name: (m, chosen) for m, chosen in combo} for combo in itertools.product(*per_module)]
+        """Every combination of the modules' choices: module name → chosen values (shared ones chosen once)."""
+        names: dict[str, tuple[Any, ...]] = {}
+        for m in modules:
+            for k, v in m.choices.items():
+                names.setdefault(m.param_names().get(k, f"{m.name}.{k}"), v)
+        out = []
+        for values in itertools.product(*names.values()):
+            pick = dict(zip(names, values, strict=True))
+            out.append({m.name: (m, {k: pick[m.param_names().get(k, f"{m.name}.{k}")] for k in m.choices})
+                        for m in modules})
+        return out
 
     def _plans_with(self, m: ModuleSpace, layer: int) -> tuple[int, Plan, ParamCount]:
         """The cheapest plan with module `m` at its smallest size in `layer` alone."""

@@ -70,7 +70,7 @@ def test_options_default_off_and_only_on_options_are_written():
         ({"family": "loha", "sizes": (2,), "options": {"use_dora": True}}, "loha.use_dora: not an option of loha"),
         ({"family": "lora", "sizes": (2,), "options": {"use_dora": "yes"}}, "expected true or false"),
         ({"family": "serial", "sizes": (2,), "alpha": 8}, "serial takes no alpha"),
-        ({"family": "lokr", "sizes": (2,), "targets": "kv-ffn"}, "expected one of qv, attention, all-linear"),
+        ({"family": "lokr", "sizes": (2,), "targets": "kv-ffn"}, "expected one of qv, attention, mlp, all-linear"),
         ({"family": "ia3", "sizes": (2,)}, "sizes up to 1"),
     ],
 )

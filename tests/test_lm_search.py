@@ -141,3 +141,24 @@ def test_a_causal_lm_search_that_cannot_train_here_is_one_line_before_any_trial(
     import optuna
 
     assert [s.n_trials for s in optuna.get_all_study_summaries(open_storage(url))] in ([], [0])  # nothing trained
+
+
+def test_a_seq2seq_search_on_t5_adapts_encoder_and_decoder_layers(tmp_path, one_torch_thread):
+    from autopeft.search_spaces import Plan, count_plan, load_config, structure_of
+    from tests.tiny_lm import save_tiny_t5
+
+    t5 = save_tiny_t5(tmp_path / "t5", layers=2)  # 2 encoder + 2 decoder blocks: layers 0-1 and 2-3
+    data = write_jsonl(tmp_path / "s2s.jsonl", reversal_rows(60, shape="seq2seq"))
+    url = f"sqlite:///{tmp_path / 's2s.db'}"
+    result = runner.invoke(app, ["search", "--model", t5, "--task", f"{data}?kind=seq2seq", "--space", "llm-lora",
+                                 "--trials", "3", "--train-size", "32", "--max-steps", "2", "--budget-pct", "50",
+                                 "--storage", url, "--study", "s2s", "--executor", "inline", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    trials = load_study(open_storage(url), "s2s").get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    structure = structure_of(load_config(t5))
+    for t in trials:
+        plan = Plan.from_dict(t.user_attrs["plan"])
+        assert plan.num_layers == 4 and [m.targets for m in plan.modules] == ["attention", "mlp"]
+        assert t.user_attrs["result"]["params"] == count_plan(plan, structure).params > 0
+        assert t.user_attrs["result"]["metric_name"] == "eval_loss"

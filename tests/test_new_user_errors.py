@@ -112,7 +112,7 @@ def test_missing_spec_file(tmp_path):
 def test_unknown_space_and_missing_data(tmp_path, tiny_bert_dir, glue_dir):
     url = f"sqlite:///{tmp_path / 'd.db'}"
     line = one_line(runner.invoke(app, search_flags(tiny_bert_dir, glue_dir, url, "--space", "lroa")))
-    assert line == ("error: lroa: no such space; built-in spaces are autopeft, lora, lora-variants, mixed, or pass the path of a "
+    assert line == ("error: lroa: no such space; built-in spaces are autopeft, llm-lora, lora, lora-variants, mixed, or pass the path of a "
                     "space YAML file")
     line = one_line(runner.invoke(app, search_flags(tiny_bert_dir, str(tmp_path / "glue"), url)))
     assert "SST-2/train.tsv: data file not found; check --data-dir" in line

@@ -71,4 +71,4 @@ def test_wheel_ships_one_top_level_package_and_imports_from_a_fresh_venv(tmp_pat
             "print(s.__file__); print(sorted(s.builtin_spaces()))")
     out = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path).stdout.split("\n")
     assert out[0].startswith(str(site))
-    assert out[1] == "['autopeft', 'lora', 'lora-variants', 'mixed']"
+    assert out[1] == "['autopeft', 'llm-lora', 'lora', 'lora-variants', 'mixed']"

@@ -126,5 +126,5 @@ def test_a_space_only_families_the_model_cannot_hold_is_one_line(tmp_path):
 
 
 def test_unknown_space_name_lists_the_builtin_ones():
-    with pytest.raises(SpaceError, match="autopeft, lora, lora-variants, mixed"):
+    with pytest.raises(SpaceError, match="autopeft, llm-lora, lora, lora-variants, mixed"):
         load_space("nonexistent", BERT_BASE)

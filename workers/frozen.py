@@ -6,6 +6,7 @@ start and back on when the lowest adapted block starts: PyTorch then records no 
 activations for the embeddings and the frozen blocks. It works the same for peft and adapters
 models, since it only hooks the embedding and block modules. Prefix-tuning changes attention in every
 block it is in, so a plan's lowest adapted block is the lowest block with any module of any family.
+Encoder-decoder models (T5, BART) get no frozen bottom: the decoder runs the shared embeddings again.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class FrozenBottom:
     def __init__(self, model: nn.Module, structure: ModelStructure, lowest: int | None):
         self._handles: list = []
         self._off = False
-        if not lowest:
+        if not lowest or structure.is_encoder_decoder:
+            # Encoder-decoder models run the (shared) embeddings again in the decoder: no frozen bottom.
             return
         blocks = find_blocks(model, structure)
         embeddings = model.get_input_embeddings()

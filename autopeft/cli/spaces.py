@@ -39,7 +39,7 @@ def list_spaces(ctx: typer.Context, format: Format = typer.Option(Format.text, "
     rows = []
     for name in builtin_spaces():
         space = read_space_file(name)
-        fams = [f for m in space.modules for f in m.families]
+        fams = list(dict.fromkeys(f for m in space.modules for f in m.families))  # llm-lora: lora once
         rows.append({"name": name, "families": fams, "extra": "adapters" if adapters_only(fams) else None,
                      "description": space.description})
     if format is Format.json:
@@ -78,6 +78,7 @@ def show(
         "model": model,
         "model_type": structure.model_type,
         "num_layers": structure.num_layers,
+        "stacks": [{"path": st.path, "layers": [st.first, st.first + st.num_layers - 1]} for st in structure.stacks],
         "base_params": structure.base_params,
         "num_dimensions": len(dims),
         "dimensions": dims,
@@ -95,7 +96,11 @@ def show(
         print_json(info)
         return
     console = make_console()
-    console.print(f"[bold]{space.name}[/bold] on {model} ({structure.model_type}, {structure.num_layers} layers, "
+    layers = f"{structure.num_layers} layers"
+    if structure.is_encoder_decoder:  # layers are numbered encoder first, then decoder
+        layers += ": " + ", ".join(f"{st.path.split('.')[0]} {st.first}-{st.first + st.num_layers - 1}"
+                                   for st in structure.stacks)
+    console.print(f"[bold]{space.name}[/bold] on {model} ({structure.model_type}, {layers}, "
                   f"{structure.base_params:,} parameters)")
     console.print(space.description)
     table = Table("dimension", "choices")

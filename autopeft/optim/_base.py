@@ -89,7 +89,10 @@ class AutopeftSamplerBase(BaseSampler):
         self._seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
         self._random = RandomSampler(seed=self._seed)
         self._distributions = space.distributions()
-        (_, smallest), _ = space.param_range()
+        (plan, smallest), _ = space.param_range()
+        if smallest.params == 0:
+            raise ValueError(f"space {space.name!r}: expected a smallest configuration with trainable parameters, got "
+                             f"0 for {plan.summary()} on {space.structure.model_type}; pick another target group or space")
         self.scale = PctScale(low=smallest.pct, high=max(self.budget_pct, smallest.pct))
 
     # --- public facts ------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ class _ModuleLayout:
     family_col: int | None  # column of the family choice (None: one family)
     family_ids: np.ndarray  # family choice index → position in Feasibility.families
     relevant: np.ndarray  # family choice x k: whether the chosen family uses that dim
-    costs: np.ndarray  # library x variant x size choice → parameters in one layer
+    costs: np.ndarray  # library x variant x layer x size choice → parameters in that layer
 
 
 class Feasibility:
@@ -69,7 +69,7 @@ class Feasibility:
             for bits in range(2 ** len(self.families))], dtype=np.int64)
 
     def _layout(self, m: ModuleSpace) -> _ModuleLayout:
-        pos = self.encoding.position
+        pos = self.encoding.position  # a module sharing another's alpha/options reads that module's columns
         L = self.num_layers
         if m.mask is None:
             size_cols = np.array([pos[f"{m.name}.size.{layer}"] for layer in range(L)])
@@ -81,13 +81,14 @@ class Feasibility:
         counts = [len(v) for v in dims.values()]
         strides = np.array([int(np.prod(counts[k + 1:])) for k in range(len(counts))], dtype=np.int64)
         structure = self.space.structure
-        costs = np.zeros((len(LIBRARIES), int(np.prod(counts)), len(m.sizes)), dtype=np.int64)
+        costs = np.zeros((len(LIBRARIES), int(np.prod(counts)), L, len(m.sizes)), dtype=np.int64)
         for v, values in enumerate(itertools.product(*dims.values())):
             proto = m.module_plan((0,) * L, dict(zip(dims, values, strict=True)))
             fam = families.get(proto.family)
             for li, lib in enumerate(LIBRARIES):
-                if lib in fam.libraries:
-                    costs[li, v] = [fam.layer_cost(structure, proto, int(s), lib) for s in m.sizes]
+                if lib in fam.libraries:  # per layer: an encoder-decoder's decoder blocks hold more
+                    costs[li, v] = [[fam.layer_cost(structure.block(i), proto, int(s), lib) for s in m.sizes]
+                                    for i in range(L)]
         uses = {"family": lambda f: True, "targets": lambda f: bool(f.target_groups),
                 "alpha": lambda f: f.default_alpha is not None}
         relevant = np.array([[uses.get(d, lambda f, d=d: d in f.options)(families.get(name)) for d in dims]
@@ -95,7 +96,7 @@ class Feasibility:
         first = self.families.index(m.families[0])
         return _ModuleLayout(
             module=m, size_cols=size_cols, mask_cols=mask_cols,
-            choice_cols=np.array([pos[f"{m.name}.{d}"] for d in dims], dtype=np.int64), strides=strides,
+            choice_cols=np.array([pos[m.param_names()[d]] for d in dims], dtype=np.int64), strides=strides,
             family_col=pos.get(f"{m.name}.family"), family_ids=np.arange(first, first + len(m.families)),
             relevant=relevant, costs=costs,
         )
@@ -135,7 +136,8 @@ class Feasibility:
         total = np.zeros(len(Z), dtype=np.int64)
         for lay in self.layouts:
             idx = self.size_index(Z, lay)
-            per_layer = lay.costs[library[:, None], self._variant_index(Z, lay)[:, None], idx]
+            layers = np.arange(idx.shape[1])[None, :]
+            per_layer = lay.costs[library[:, None], self._variant_index(Z, lay)[:, None], layers, idx]
             total += per_layer.sum(axis=1)
         return total
 

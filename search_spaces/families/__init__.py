@@ -34,12 +34,21 @@ def get(name: str) -> Family:
 
 
 def library_for(families: Iterable[str]) -> Library | None:
-    """The library that builds these families together (peft preferred), or None when none can."""
-    members = [get(f) for f in dict.fromkeys(families)]
+    """The library that builds these families together (peft preferred), or None when none can.
+
+    A family named more than once (LoRA on attention and on the MLP, say) goes into one peft config:
+    only peft builds it, and alone.
+    """
+    listed = list(families)
+    members = [get(f) for f in dict.fromkeys(listed)]
     if not members:
         return None
     if len(members) == 1:
+        if len(listed) > 1:
+            return "peft" if "peft" in members[0].libraries else None
         return members[0].libraries[0]
+    if len(listed) > len(members):
+        return None
     if all("adapters" in f.libraries for f in members):
         kinds = [f.adapters_kind for f in members]
         if len(set(kinds)) == len(kinds):

@@ -23,10 +23,14 @@ class Lycoris(Family):
     peft_class: str  # LoHaConfig | LoKrConfig
 
     def targets_of(self, structure, targets):
-        linears = tuple(lin for lin in _lowrank.select(structure, targets, self.name) if not lin.fan_in_fan_out)
+        linears = self.linear_targets(structure, targets)
         if not linears:
             raise PlanError(self.unavailable(structure) or f"{self.name}.targets: no nn.Linear layer in group {targets!r}")
         return linears
+
+    def linear_targets(self, structure, targets):
+        """The group's nn.Linear layers (none: an empty tuple)."""
+        return tuple(lin for lin in _lowrank.select(structure, targets, self.name) if not lin.fan_in_fan_out)
 
     def unavailable(self, structure):
         if not any(not lin.fan_in_fan_out for lin in structure.linears):
@@ -35,13 +39,28 @@ class Lycoris(Family):
         return None
 
     def peft_config(self, module, structure, task_type=None):
+        return self.peft_config_for((module,), structure, task_type)
+
+    def check_together(self, modules):
+        return _lowrank.check_together(self.name, modules)
+
+    def peft_config_for(self, modules, structure, task_type=None):
         import peft
 
-        rank, pattern = _lowrank.ranks(module, structure)
+        def linears_of(m, view):
+            return self.linear_targets(view, m.targets)
+
+        for m in modules:
+            self.targets_of(structure, m.targets)  # one line when the group holds no nn.Linear layer
+        if len(modules) == 1:
+            rank, pattern = _lowrank.ranks(modules[0], structure)
+            alpha, alpha_pattern = modules[0].alpha, {}
+        else:
+            rank, alpha, pattern, alpha_pattern = _lowrank.merged_ranks(modules, structure, linears_of)
         return getattr(peft, self.peft_class)(
-            r=rank, alpha=module.alpha, rank_pattern=pattern,
-            target_modules=_lowrank.peft_targets(module, structure, self.targets_of(structure, module.targets)),
-            task_type=task_type, **dict(module.options),
+            r=rank, alpha=alpha, rank_pattern=pattern, alpha_pattern=alpha_pattern,
+            target_modules=_lowrank.peft_targets(modules, structure, linears_of),
+            task_type=task_type, **dict(modules[0].options),
         )
 
     def synthetic_capacity(self, module, size, hidden):

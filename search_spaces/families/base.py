@@ -75,6 +75,18 @@ class Family:
         """The peft config that builds exactly `module` (families whose `libraries` hold peft)."""
         raise PlanError(f"{self.name}: peft cannot build it; use the adapters format")
 
+    def check_together(self, modules: tuple[ModulePlan, ...]) -> str | None:
+        """What stops these modules of this family (on different target groups) from going into one peft
+        config (None: nothing). Families that cannot hold more than one module say so."""
+        if len(modules) > 1:
+            return f"{self.name}: peft builds one {self.name} module per model; merge its entries into one"
+        return None
+
+    def peft_config_for(self, modules: tuple[ModulePlan, ...], structure: ModelStructure, task_type: str | None = None):
+        """The one peft config for every module of this family in a plan (see `check_together`)."""
+        (module,) = modules
+        return self.peft_config(module, structure, task_type)
+
     def adapters_config(self, module: ModulePlan, structure: ModelStructure):
         """The AdapterHub config of `module` (families whose `libraries` hold adapters)."""
         raise PlanError(f"{self.name}: AdapterHub adapters cannot build it; use the peft format")

@@ -16,7 +16,7 @@ from autopeft.search_spaces.families import _lowrank
 from autopeft.search_spaces.families.base import Family
 
 _FALLBACK_FFN_OUT = ("output.dense", "down_proj", "fc2", "mlp.c_proj", "out_lin", "dense_4h_to_h")
-_FALLBACK_IA3 = ("key", "value", "k_proj", "v_proj", "k_lin", "v_lin", "c_attn", "qkv", *_FALLBACK_FFN_OUT)
+_FALLBACK_IA3 = ("key", "value", "k_proj", "v_proj", "k_lin", "v_lin", "c_attn", "qkv", "qkv_proj", *_FALLBACK_FFN_OUT)
 # Where adapters puts IA3: the feed-forward block, since its attention block holds LoRA in mixed plans.
 ADAPTERS_PLACEMENT = {"selfattn_lora": False, "intermediate_lora": True, "output_lora": True}
 
@@ -54,8 +54,8 @@ class Ia3(Family):
 
         linears = self.targets_of(structure, module.targets)
         return IA3Config(
-            target_modules=_lowrank.peft_targets(module, structure, linears),
-            feedforward_modules=_lowrank.peft_targets(module, structure, self.feedforward(structure)),
+            target_modules=_lowrank.peft_targets((module,), structure, lambda m, view: self.targets_of(view, None)),
+            feedforward_modules=_lowrank.peft_targets((module,), structure, lambda m, view: self.feedforward(view)),
             fan_in_fan_out=any(lin.fan_in_fan_out for lin in linears),
             task_type=task_type,
         )

@@ -6,7 +6,8 @@ layer) and ``use_rslora`` (rsLoRA, Kalajdzievski 2023: scaling alpha / sqrt(r) i
 Counting (peft): ``r * (in + out)`` per targeted linear layer, plus ``out`` with DoRA (the magnitude
 vector; GPT-2's Conv1D stores its weight transposed, peft takes the norm over the input side, so it
 is still the output size). In mixed plans AdapterHub builds it, on q and v only:
-``r * ((hidden + q_out) + (hidden + v_out))``; there one rank for all layers and neither option.
+``r * ((hidden + q_out) + (hidden + v_out))``, twice in decoder blocks of encoder-decoder models
+(cross-attention too); there one rank for all layers and neither option.
 """
 
 from __future__ import annotations
@@ -51,25 +52,43 @@ class Lora(Family):
             q_out = structure.num_attention_heads * structure.head_dim
             v_out = structure.num_kv_heads * structure.head_dim
             h = structure.hidden_size
-            return size * ((h + q_out) + (h + v_out))
+            # decoder blocks of encoder-decoder models: on the cross-attention's q and v too
+            return size * ((h + q_out) + (h + v_out)) * (2 if structure.has_cross_attention else 1)
         linears = self.targets_of(structure, module.targets)
         dora = module.option("use_dora")
         return sum(size * (lin.in_features + lin.out_features) + (lin.out_features if dora else 0) for lin in linears)
 
     def peft_config(self, module, structure, task_type=None):
+        return self.peft_config_for((module,), structure, task_type)
+
+    def check_together(self, modules):
+        return _lowrank.check_together(self.name, modules)
+
+    def peft_config_for(self, modules, structure, task_type=None):
+        """One `LoraConfig` for one or more LoRA modules on disjoint target groups (per-layer, per-module
+        ranks and alphas through `rank_pattern` / `alpha_pattern`)."""
         from peft import LoraConfig
 
-        linears = self.targets_of(structure, module.targets)
-        rank, pattern = _lowrank.ranks(module, structure)
+        def linears_of(m, view):
+            return self.targets_of(view, m.targets)
+
+        if len(modules) == 1:
+            (module,) = modules
+            rank, pattern = _lowrank.ranks(module, structure)
+            alpha, alpha_pattern = module.alpha, {}
+        else:
+            rank, alpha, pattern, alpha_pattern = _lowrank.merged_ranks(modules, structure, linears_of)
+        first = modules[0]
         return LoraConfig(
             r=rank,
-            lora_alpha=module.alpha,
+            lora_alpha=alpha,
             lora_dropout=0.0,
-            target_modules=_lowrank.peft_targets(module, structure, linears),
+            target_modules=_lowrank.peft_targets(modules, structure, linears_of),
             rank_pattern=pattern,
-            fan_in_fan_out=any(lin.fan_in_fan_out for lin in linears),
-            use_dora=module.option("use_dora"),
-            use_rslora=module.option("use_rslora"),
+            alpha_pattern=alpha_pattern,
+            fan_in_fan_out=any(lin.fan_in_fan_out for m in modules for lin in self.targets_of(structure, m.targets)),
+            use_dora=first.option("use_dora"),
+            use_rslora=first.option("use_rslora"),
             task_type=task_type,
         )
 

@@ -1,6 +1,7 @@
 """Prefix-tuning (Li and Liang 2021), flat: L learned key and value vectors per attention head.
 
-Counting: ``L * 2 * kv_heads * head_dim`` per layer. AdapterHub takes one length for all layers.
+Counting: ``L * 2 * kv_heads * head_dim`` per layer, twice in decoder blocks of encoder-decoder models
+(AdapterHub's ``cross_prefix``: a prefix for cross-attention too). AdapterHub takes one length for all layers.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class Prefix(Family):
         return None
 
     def layer_cost(self, structure, module, size, library):
-        return size * 2 * structure.num_kv_heads * structure.head_dim
+        per_attention = size * 2 * structure.num_kv_heads * structure.head_dim
+        return per_attention * (2 if structure.has_cross_attention else 1)
 
     def adapters_config(self, module, structure):
         import adapters
