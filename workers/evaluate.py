@@ -45,7 +45,7 @@ from autopeft.workers.resources import failure_kind, one_line, peak_memory_mb, r
 from autopeft.workers.result import TrialResult
 from autopeft.workers.targets import TargetScaling
 from autopeft.workers.tasks import DataError, resolve_task
-from autopeft.workers.training import MAX_GRAD_NORM, adamw_with_schedule, total_steps
+from autopeft.workers.training import adamw_with_schedule, optimizer_step, total_steps
 
 
 def _data_key(task: str, fidelity: FidelitySpec, data_dir) -> tuple:
@@ -291,13 +291,7 @@ def _train_and_score(model_name: str, task: str, plan: Plan, fidelity: FidelityS
                 return TrialResult.failed("nan_loss", f"loss became {loss.item()} at step {steps}; lower the learning rate",
                                           params=count.params, params_pct=count.pct, head_params=head_params,
                                           steps=steps, **base)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            optimizer_step(loss, optimizer, scheduler, scaler, trainable)
             steps += 1
             seen += len(idx)
             if steps >= total:

@@ -49,7 +49,7 @@ from autopeft.workers.lm_tasks import resolve_lm_task
 from autopeft.workers.resources import failure_kind, one_line, peak_memory_mb, reset_peak_memory
 from autopeft.workers.result import TrialResult
 from autopeft.workers.tasks import DataError
-from autopeft.workers.training import MAX_GRAD_NORM, adamw_with_schedule, total_steps
+from autopeft.workers.training import adamw_with_schedule, optimizer_step, total_steps
 
 
 def _data_key(task: str, fidelity: FidelitySpec) -> tuple:
@@ -194,13 +194,7 @@ def _train_and_score(model_name: str, task: str, plan: Plan, fidelity: FidelityS
                     return TrialResult.failed("nan_loss", f"loss became {loss.item()} at step {steps}; lower the learning rate",
                                               params=count.params, params_pct=count.pct, steps=steps,
                                               truncated=_truncation(encs), **base)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
+                optimizer_step(loss, optimizer, scheduler, scaler, trainable)
                 steps += 1
                 seen += len(idx)
                 if steps >= total:

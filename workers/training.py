@@ -2,7 +2,7 @@
 
 AdamW without weight decay (torch defaults otherwise: betas (0.9, 0.999), eps 1e-8), a linear warm-up
 over the first 6% of the steps, then linear decay to 0 at the last step (as Hugging Face's
-``get_linear_schedule_with_warmup``), gradient norm clipped at 1.0 by the caller.
+``get_linear_schedule_with_warmup``), gradient norm clipped at 1.0 (`optimizer_step`).
 """
 
 from __future__ import annotations
@@ -28,3 +28,16 @@ def adamw_with_schedule(params: list[torch.nn.Parameter], learning_rate: float, 
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
     return optimizer, scheduler
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler, scaler,
+                   trainable: list[torch.nn.Parameter]) -> None:
+    """One update from a scalar `loss`: backward through the (fp16) loss `scaler`, gradient norm of
+    `trainable` clipped at `MAX_GRAD_NORM`, optimizer and schedule stepped."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
