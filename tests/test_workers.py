@@ -199,3 +199,24 @@ def test_a_diverging_loss_is_a_nan_loss_failure(tiny_bert_dir, glue_dir):
     assert result.status == "failed" and result.failure["kind"] == "nan_loss", result.failure
     assert "lower the learning rate" in result.failure["message"] and result.metric is None
     assert result.params == params_of(LORA_TOP, tiny_bert_dir) and 0 < result.steps < 6
+
+
+def test_a_bf16_checkpoint_trains_with_fp32_weights_and_the_same_metric(tiny_bert_dir, glue_dir, tmp_path):
+    """transformers 5 loads a checkpoint in its own dtype; the evaluator asks for fp32, so a bf16-saved model
+    trains like its fp32 original (same weights up to bf16 rounding) and records precision fp32 on a CPU."""
+    import shutil
+
+    from transformers import AutoModelForSequenceClassification
+
+    bf16_dir = tmp_path / "bf16"
+    shutil.copytree(tiny_bert_dir, bf16_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, dtype=torch.float32)
+    model.to(torch.bfloat16).save_pretrained(bf16_dir)
+    CACHE.clear()
+    result = evaluate_plan(str(bf16_dir), "glue:sst2", LORA_TOP, FAST, data_dir=glue_dir)
+    assert result.ok and result.precision == "fp32", result.failure
+    data = evaluate_module.task_data("glue:sst2", FAST, glue_dir)
+    base = evaluate_module.base_model(str(bf16_dir), data, torch.device("cpu"))
+    assert {p.dtype for p in base.model.parameters()} == {torch.float32}
+    reference = evaluate_plan(tiny_bert_dir, "glue:sst2", LORA_TOP, FAST, data_dir=glue_dir)
+    assert result.metric == pytest.approx(reference.metric, abs=0.1)  # bf16 rounding of the weights only

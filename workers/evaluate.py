@@ -148,9 +148,11 @@ def base_model(model: str, data: TaskData, device: torch.device) -> BaseModel:
     def build() -> BaseModel:
         regression = data.task.kind == "regression"
         with quiet_loading():
+            # fp32 weights whatever the checkpoint's dtype (transformers 5 loads a bf16 checkpoint as bf16):
+            # on CUDA the compute runs under autocast, the weights and the optimizer stay fp32
             loaded, info = AutoModelForSequenceClassification.from_pretrained(
                 model, num_labels=data.num_labels, output_loading_info=True, ignore_mismatched_sizes=True,
-                problem_type="regression" if regression else "single_label_classification")
+                problem_type="regression" if regression else "single_label_classification", dtype=torch.float32)
         loaded.config.pad_token_id = tokenizer(model).pad_token_id
         prefix = loaded.base_model_prefix + "."
         names = {n for n, _ in loaded.named_parameters()}

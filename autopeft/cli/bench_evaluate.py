@@ -83,7 +83,7 @@ def _baseline(model_dir: str, task: str, plan, fidelity, data_dir: str, standard
     torch.manual_seed(fidelity.seed)
     with quiet_loading():
         model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=data.num_labels,
-                                                                   ignore_mismatched_sizes=True)
+                                                                   ignore_mismatched_sizes=True, dtype=torch.float32)
     model = get_peft_model(model, peft_config(plan, structure_of(load_config(model_dir)), task_type="SEQ_CLS"))
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=fidelity.batch_size,
