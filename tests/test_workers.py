@@ -220,3 +220,13 @@ def test_a_bf16_checkpoint_trains_with_fp32_weights_and_the_same_metric(tiny_ber
     assert {p.dtype for p in base.model.parameters()} == {torch.float32}
     reference = evaluate_plan(tiny_bert_dir, "glue:sst2", LORA_TOP, FAST, data_dir=glue_dir)
     assert result.metric == pytest.approx(reference.metric, abs=0.1)  # bf16 rounding of the weights only
+
+
+def test_a_crashed_trial_is_named_by_kind_and_device_on_one_line():
+    from autopeft.workers.resources import crash_failure
+
+    cpu = torch.device("cpu")
+    kind, message = crash_failure(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried 9 GB\nmore"), cpu)
+    assert kind == "oom" and message.startswith("out of memory on cpu: RuntimeError: DefaultCPUAllocator")
+    assert "\n" not in message
+    assert crash_failure(ValueError("bad shape"), cpu) == ("error", "ValueError: bad shape")

@@ -41,7 +41,7 @@ from autopeft.workers.data import TaskData, load_task_data
 from autopeft.workers.frozen import FrozenBottom, lowest_adapted_layer
 from autopeft.workers.lm_tasks import lm_kind
 from autopeft.workers.metrics import classification_metrics, regression_metrics
-from autopeft.workers.resources import failure_kind, one_line, peak_memory_mb, reset_peak_memory
+from autopeft.workers.resources import crash_failure, one_line, peak_memory_mb, reset_peak_memory
 from autopeft.workers.result import TrialResult
 from autopeft.workers.targets import TargetScaling
 from autopeft.workers.tasks import DataError, resolve_task
@@ -236,9 +236,7 @@ def evaluate_plan(model: str, task: str, plan: Plan, fidelity: FidelitySpec, dat
     except DataError as exc:
         return TrialResult.failed("data_error", str(exc), **base)
     except Exception as exc:  # a trial must come back as a result, whatever broke in it
-        kind = failure_kind(exc)
-        message = f"out of memory on {dev}: {one_line(exc)}" if kind == "oom" else one_line(exc)
-        return TrialResult.failed(kind, message, **base)
+        return TrialResult.failed(*crash_failure(exc, dev), **base)
     finally:
         if dev.type == "cuda":
             torch.cuda.empty_cache()

@@ -46,7 +46,7 @@ from autopeft.workers.lm_models import (
     precision_name,
 )
 from autopeft.workers.lm_tasks import resolve_lm_task
-from autopeft.workers.resources import failure_kind, one_line, peak_memory_mb, reset_peak_memory
+from autopeft.workers.resources import crash_failure, peak_memory_mb, reset_peak_memory
 from autopeft.workers.result import TrialResult
 from autopeft.workers.tasks import DataError
 from autopeft.workers.training import adamw_with_schedule, optimizer_step, total_steps
@@ -124,9 +124,7 @@ def evaluate_lm_plan(model: str, task: str, plan: Plan, fidelity: FidelitySpec, 
     except ModelError as exc:
         return TrialResult.failed("error", str(exc), **base)
     except Exception as exc:  # a trial must come back as a result, whatever broke in it
-        kind = failure_kind(exc)
-        message = f"out of memory on {dev}: {one_line(exc)}" if kind == "oom" else one_line(exc)
-        return TrialResult.failed(kind, message, **base)
+        return TrialResult.failed(*crash_failure(exc, dev), **base)
     finally:
         if dev.type == "cuda":
             torch.cuda.empty_cache()

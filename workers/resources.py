@@ -51,3 +51,10 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     text = (str(exc).strip().splitlines() or [""])[0]
     out = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return out if len(out) <= limit else out[:limit - 1] + "…"
+
+
+def crash_failure(exc: BaseException, device: torch.device) -> tuple[str, str]:
+    """`(kind, message)` of a trial that raised `exc` on `device`: ``oom`` (named with the device), or
+    another `failure_kind`, with the error on one line."""
+    kind = failure_kind(exc)
+    return kind, (f"out of memory on {device}: {one_line(exc)}" if kind == "oom" else one_line(exc))
