@@ -160,3 +160,13 @@ def test_lm_metrics_directions_and_exact_match():
     assert all(METRIC_DIRECTIONS[k] == "maximize" for k in ("accuracy", "f1", "matthews", "pearson", "spearman"))
     assert normalize_answer("  Cat\t RED \n") == "cat red"
     assert exact_match(["cat red", "Dog  ", "x"], [" Cat Red", "dog", "y"]) == pytest.approx(2 / 3)
+
+
+def test_a_plus_in_a_language_model_dev_path_is_a_plus(tmp_path):
+    """LM tasks parse their options like every file task (one parser): `+` stays a plus."""
+    folder = tmp_path / "c++"
+    folder.mkdir()
+    train = write_jsonl(folder / "train.jsonl", reversal_rows(10))
+    dev = write_jsonl(folder / "dev.jsonl", reversal_rows(5, seed=1))
+    spec = resolve_lm_task(f"{train}?kind=causal-lm&dev={dev}")
+    assert spec.dev_source == folder / "dev.jsonl"

@@ -22,14 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs
 
-from autopeft.workers.tasks import DataError
+from autopeft.workers.tasks import FILE_FORMATS, DataError, split_task_options
 
 LM_KINDS = ("causal-lm", "seq2seq")
 LM_METRICS = ("eval_loss", "perplexity", "token_accuracy", "exact_match")
 LM_OPTIONS = ("kind", "metric", "dev", "input", "target")
-_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 
 
 @dataclass(frozen=True)
@@ -57,8 +55,7 @@ class LMTaskSpec:
 
 
 def _options(task: str) -> tuple[str, dict[str, str]]:
-    path_text, _, query = task.removeprefix("file:").partition("?")
-    return path_text, {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    return split_task_options(task.removeprefix("file:"))
 
 
 def lm_kind(task: str) -> str | None:
@@ -73,7 +70,7 @@ def resolve_lm_task(task: str) -> LMTaskSpec:
     """The `LMTaskSpec` of a ``PATH?kind=causal-lm|seq2seq&...`` task; `DataError` (one line) when it cannot be used."""
     path_text, options = _options(task)
     path = Path(path_text)
-    file_format = _FORMATS.get(path.suffix.lower())
+    file_format = FILE_FORMATS.get(path.suffix.lower())
     if file_format is None:
         raise DataError(f"task {task}: expected a .jsonl, .csv or .tsv file, got {path_text!r}")
     unknown = sorted(set(options) - set(LM_OPTIONS))
@@ -90,7 +87,7 @@ def resolve_lm_task(task: str) -> LMTaskSpec:
         raise DataError(f"task {task}: input=/target= name seq2seq columns; a causal-lm file has prompt/completion, "
                         "messages or text rows")
     dev = Path(options["dev"]) if options.get("dev") else None
-    if dev is not None and _FORMATS.get(dev.suffix.lower()) != file_format:
+    if dev is not None and FILE_FORMATS.get(dev.suffix.lower()) != file_format:
         raise DataError(f"task {task}: dev: expected a {file_format} file like the training file, got {dev}")
     return LMTaskSpec(name=path.name, kind=kind, metric=metric, train_source=path, dev_source=dev, file_format=file_format,
                       input_column=options.get("input") or "input", target_column=options.get("target") or "target")

@@ -164,16 +164,22 @@ def _glue_task(name: str, data_dir: str | Path | None) -> TaskSpec:
                     dev_source=HubSplit(GLUE_HUB_DATASET, name, g.hub_dev), file_format="hub", **common)
 
 
-_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+def split_task_options(spec: str) -> tuple[str, dict[str, str]]:
+    """``PATH?k=v&...`` → ``(PATH, {k: v})``; the last value of a repeated key wins, and a `+` in a value
+    (dev=c++/dev.csv) is a plus, not a URL-encoded space."""
+    path_text, _, query = spec.partition("?")
+    query = query.replace("+", "%2B")
+    return path_text, {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
 _OPTIONS = ("text", "label", "kind", "labels", "metric", "dev")
 
 
 def _file_task(spec: str, task: str) -> TaskSpec:
-    path_text, _, query = spec.partition("?")
-    query = query.replace("+", "%2B")  # a `+` in a path (dev=c++/dev.csv) is a plus, not a URL-encoded space
-    options = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    path_text, options = split_task_options(spec)
     path = Path(path_text)
-    file_format = _FORMATS.get(path.suffix.lower())
+    file_format = FILE_FORMATS.get(path.suffix.lower())
     if file_format is None:
         raise DataError(f"task {task}: expected glue:<name> or a .csv, .tsv or .jsonl file, got {path_text!r}")
     unknown = sorted(set(options) - set(_OPTIONS))
@@ -195,7 +201,7 @@ def _file_task(spec: str, task: str) -> TaskSpec:
     if metric not in allowed:
         raise DataError(f"task {task}: metric: expected one of {', '.join(allowed)} for {kind}, got {metric!r}")
     dev = Path(options["dev"]) if options.get("dev") else None
-    if dev is not None and _FORMATS.get(dev.suffix.lower()) != file_format:
+    if dev is not None and FILE_FORMATS.get(dev.suffix.lower()) != file_format:
         raise DataError(f"task {task}: dev: expected a {file_format} file like the training file, got {dev}")
     return TaskSpec(name=path.name, kind=kind, text_columns=texts, label_column=options.get("label") or "label",
                     metric=metric, train_source=path, dev_source=dev, labels=labels, file_format=file_format)
