@@ -40,9 +40,10 @@ def install_baseline(ref: str, tmp: Path) -> Path:
     return site
 
 
-def wall(args: list[str], env: dict[str, str]) -> float:
+def wall(args: list[str], env: dict[str, str], cwd: Path) -> float:
+    """Seconds `python -m autopeft ARGS` takes, run in `cwd` (not the checkout: `-m` puts the cwd first on sys.path)."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "autopeft", *args], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "autopeft", *args], env=env, cwd=cwd, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"autopeft {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-400:]}")
@@ -76,7 +77,7 @@ def main() -> None:
         for _ in range(args.repeat):
             for command, argv in commands.items():
                 for env_name, env in envs.items():
-                    times[command][env_name].append(wall(argv, env))
+                    times[command][env_name].append(wall(argv, env, tmp))
     results = {c: {e: statistics.median(t) for e, t in by_env.items()} for c, by_env in times.items()}
     print(f"median wall seconds of {args.repeat} runs, {args.trials}-trial study")
     print(f"{'command':<10}" + "".join(f"{e:>24}" for e in envs))
