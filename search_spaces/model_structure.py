@@ -19,9 +19,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where a model is built: `autopeft --help` and YAML-only paths stay light
+    from torch import nn
 
 
 class ModelError(ValueError):
@@ -150,6 +151,8 @@ _ATTENTION = re.compile(r"(^|\.)[^.]*(attn|attention)[^.]*\.", re.IGNORECASE)
 
 def _linear_shape(module: nn.Module) -> tuple[int, int, bool] | None:
     """(in_features, out_features, fan_in_fan_out) of nn.Linear or GPT-2's Conv1D (weight stored transposed)."""
+    from torch import nn
+
     if isinstance(module, nn.Linear):
         return module.in_features, module.out_features, False
     if type(module).__name__ == "Conv1D":
@@ -244,6 +247,8 @@ def _structure_from_json(config_json: str) -> ModelStructure:
 
     data = json.loads(config_json)
     config = AutoConfig.for_model(**data)
+    import torch
+
     with torch.device("meta"):
         model = AutoModel.from_config(config)
     stacks = _find_stacks(model, config)
@@ -294,6 +299,8 @@ def _stack(path: str, first: int, blocks: nn.ModuleList) -> Stack:
 
 def _find_stacks(model: nn.Module, config) -> tuple[Stack, ...]:
     """The block lists: the outermost list of `num_layers` blocks, or the encoder's and the decoder's."""
+    from torch import nn
+
     if getattr(config, "is_encoder_decoder", False) and hasattr(model, "encoder") and hasattr(model, "decoder"):
         stacks: list[Stack] = []
         for side in ("encoder", "decoder"):
@@ -320,6 +327,8 @@ def _num_layers(config) -> int:
 
 
 def _find_blocks(model: nn.Module, num_layers: int) -> tuple[str, nn.ModuleList]:
+    from torch import nn
+
     candidates = [
         (name, module)
         for name, module in model.named_modules()

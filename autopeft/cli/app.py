@@ -6,21 +6,48 @@ import json
 import sys
 from typing import Any, NoReturn
 
-import optuna
 import typer
 from rich.console import Console
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)  # the CLI reports progress itself
+from autopeft.cli.lazy import LazyCommand, LazyGroup
+
+
+class _Commands(LazyGroup):
+    """`autopeft COMMAND`: each module is imported when its command runs (see `autopeft.cli.lazy`)."""
+
+    lazy = {
+        "search": LazyCommand("autopeft.cli.search", "search"),
+        "studies": LazyCommand("autopeft.cli.studies", "studies"),
+        "pareto": LazyCommand("autopeft.cli.studies", "pareto"),
+        "export": LazyCommand("autopeft.cli.studies", "export"),
+        "dashboard": LazyCommand("autopeft.cli.dashboard", "dashboard"),
+        "refine": LazyCommand("autopeft.cli.refine", "refine"),
+        "spaces": LazyCommand("autopeft.cli.spaces", "spaces_app"),
+    }
+
+
+class _BenchCommands(LazyGroup):
+    """`autopeft bench COMMAND`."""
+
+    lazy = {
+        "evaluate": LazyCommand("autopeft.cli.bench_evaluate", "evaluate"),
+        "scaling": LazyCommand("autopeft.cli.bench_scaling", "scaling"),
+        "optimizers": LazyCommand("autopeft.cli.bench_optimizers", "optimizers"),
+    }
+
 
 app = typer.Typer(
+    cls=_Commands,
     name="autopeft",
     help="Find the best parameter-efficient fine-tuning configuration for a model and a task.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-bench_app = typer.Typer(help="Benchmarks (speed, optimiser quality); every one takes --json PATH.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks (speed, optimiser quality); every one takes --json PATH.", no_args_is_help=True,
+                        cls=_BenchCommands)
 app.add_typer(bench_app, name="bench")
+_Commands.source, _BenchCommands.source = app, bench_app
 
 
 def console() -> Console:
