@@ -64,6 +64,9 @@ def resolve_spec(spec_file: Path | None, overrides: dict[str, Any]) -> tuple[Sea
     spec = build_spec(spec.model_dump(mode="json"), {"storage.url": url, "storage.study": name})
     if name in existing:
         return resolve_spec(None, {**overrides, "storage.url": url, "storage.study": name})
+    if spec.warm_start and spec.warm_start not in existing:
+        raise SpecError(f"warm_start: no study named {spec.warm_start!r} in this storage (studies: "
+                        f"{', '.join(existing) or 'none'}); warm-start from a study of the same --storage")
     return spec, name, False
 
 
