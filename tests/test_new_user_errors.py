@@ -207,6 +207,7 @@ def test_more_workers_than_cpu_slots_on_local_ray(tmp_path, tiny_bert_dir, glue_
     line = one_line(runner.invoke(app, [flags[0], str(spec), *flags[1:]]))
     assert f"execution.workers: 2 workers x {cpus} CPU slots (execution.cpus_per_trial) need {2 * cpus} CPUs" in line
     assert "use --workers 1" in line
+    assert not (tmp_path / "w.db").exists()  # the DB is opened only after the workers fit
     import ray
 
     assert not ray.is_initialized()
