@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autopeft.executors import Executor, make_executor, outcome_from_result
 from autopeft.refinement import REFINEMENT_OF, REFINEMENTS, refined_name
-from autopeft.spec import FidelitySpec, SearchSpec, SpecError, build_spec
+from autopeft.spec import DuplicateKeyError, FidelitySpec, SearchSpec, SpecError, build_spec, safe_load
 from autopeft.study import StudyError, load_study, objective_of, pareto_trials, stored_spec, study_names
 
 SEED_ATTRS = ("seed",)  # fidelity fields that vary between the runs of one refinement
@@ -48,7 +48,9 @@ def parse_fidelity(text: str | None, base: FidelitySpec) -> FidelitySpec:
     path = Path(text)
     if path.is_file():
         try:
-            loaded = yaml.safe_load(path.read_text())
+            loaded = safe_load(path.read_text())
+        except DuplicateKeyError as exc:
+            raise SpecError(f"--fidelity: {path}: {exc.describe()}") from None
         except yaml.YAMLError:
             raise SpecError(f"--fidelity: {path} is not valid YAML; fix the syntax and retry") from None
         if isinstance(loaded, dict) and isinstance(loaded.get("fidelity"), dict):

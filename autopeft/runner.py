@@ -399,7 +399,6 @@ def prepare_search(spec: SearchSpec, name: str, executor: Executor | None = None
     from autopeft.study import create_study, load_study, open_storage, save_spec, study_names
     from autopeft.workers import check_task
 
-    storage = open_storage(spec.storage.url)
     space = load_space(spec.space, structure_of(load_config(spec.model)))
     if space.adapters_families():
         require_adapters(f"space {space.name!r} ({', '.join(space.adapters_families())})",
@@ -416,7 +415,11 @@ def prepare_search(spec: SearchSpec, name: str, executor: Executor | None = None
         metric_reference=objective.reference, n_startup_trials=spec.optimizer.n_startup_trials,
         surrogate=spec.optimizer.surrogate, seed=spec.optimizer.seed,
     )
+    if executor is None:
+        executor = make_executor(spec)  # a local Ray too small for the workers fails here, before the DB is touched
+    storage = open_storage(spec.storage.url)  # only now: a mistake found above leaves no DB file and no study
     new = name not in study_names(storage)
+    source = load_study(storage, spec.warm_start) if new and spec.warm_start else None  # a missing one: nothing made
     if new:
         try:
             create_study(storage, name, spec, objective)
@@ -428,11 +431,9 @@ def prepare_search(spec: SearchSpec, name: str, executor: Executor | None = None
     if stored.direction != objective.direction or (named and stored.metric != objective.metric):
         raise SearchError(f"objectives.metric: study {name!r} {stored.direction}s {stored.metric}, this spec asks for "
                           f"{objective.metric} ({objective.direction}); resume with the same metric or pick a new --study")
-    if new and spec.warm_start:
-        warm_start(study, load_study(storage, spec.warm_start), space)
+    if new and source is not None:
+        warm_start(study, source, space)
     save_spec(study, spec)
-    if executor is None:
-        executor = make_executor(spec)
     runner = Runner(spec, study, space, executor)
     return SearchSession(spec=spec, study=study, space=space, runner=runner, recovered=runner.recover())
 

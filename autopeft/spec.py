@@ -20,6 +20,42 @@ class SpecError(ValueError):
     """A spec that cannot be used; the message is one line meant for the user."""
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping key given twice in a YAML file (plain PyYAML keeps the last one and drops the first silently)."""
+
+    def __init__(self, key: Any, line: int, first_line: int, mark=None):
+        super().__init__(None, None, f"duplicate key {key!r}", mark)
+        self.key, self.line, self.first_line = key, line, first_line
+
+    def describe(self) -> str:
+        return (f"key {self.key!r} appears twice (line {self.line}, first at line {self.first_line}); the second would "
+                "silently replace the first: keep one and merge their fields")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses duplicate mapping keys (merge keys `<<` may still be overridden)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _value in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise DuplicateKeyError(key, line, seen[key], key_node.start_mark)
+                    seen[key] = line
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load(text: str) -> Any:
+    """`yaml.safe_load` that raises `DuplicateKeyError` (naming the key and both lines) for a key given twice."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  a SafeLoader subclass
+
+
 def _expect(text: str) -> dict[str, Any]:
     return {"expected": text}
 
@@ -253,7 +289,9 @@ def load_spec(path: str | Path | None, overrides: dict[str, Any] | None = None) 
         if not path.is_file():
             raise SpecError(f"{path}: spec file not found; pass the path of a YAML spec")
         try:
-            loaded = yaml.safe_load(path.read_text())
+            loaded = safe_load(path.read_text())
+        except DuplicateKeyError as exc:
+            raise SpecError(f"{path}: {exc.describe()}") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" (line {mark.line + 1})" if mark is not None else ""

@@ -19,6 +19,7 @@ are PRUNED and have no values.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -52,16 +53,17 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             break
         except ImportError as exc:
             missing = getattr(exc.__cause__, "name", None) or "the database driver"
-            raise StudyError(f"cannot open storage {_redact(url)}: {missing} is not installed; "
+            raise StudyError(f"cannot open storage {redact_url(url)}: {missing} is not installed; "
                              "pip install 'autopeft[postgres]' for PostgreSQL") from None
         except Exception as exc:  # SQLAlchemy/driver errors vary by backend; all mean "cannot use this URL"
             if attempt < 2 and ("already exists" in str(exc) or "UniqueViolation" in str(exc)):
                 time.sleep(0.5)  # another process is creating the schema right now
                 continue
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = _scrub(reason, url)
             hint = ("is the database server running? check --storage" if _is_refused(reason)
                     else f"check --storage (e.g. {URL_EXAMPLES})")
-            raise StudyError(f"cannot open storage {_redact(url)}: {reason}; {hint}") from None
+            raise StudyError(f"cannot open storage {redact_url(url)}: {reason}; {hint}") from None
     if url.startswith("sqlite"):
         _use_wal(storage.engine)
     return storage
@@ -72,7 +74,7 @@ def open_existing_storage(url: str) -> optuna.storages.RDBStorage:
     check_url(url)
     path = sqlite_path(url)
     if path is not None and not path.is_file():
-        raise StudyError(f"storage {url}: no such file {path}; run `autopeft search` first or check --storage")
+        raise StudyError(f"storage {redact_url(url)}: no such file {path}; run `autopeft search` first or check --storage")
     return open_storage(url)
 
 
@@ -96,21 +98,21 @@ def check_url(url: str) -> None:
 
     if "://" not in url or (url.startswith("sqlite:") and not url.startswith("sqlite:///") and url != "sqlite://"):
         file = url.removeprefix("sqlite:").lstrip("/")
-        raise StudyError(f"storage {url!r}: not a database URL; for a SQLite file write sqlite:///{file} "
+        raise StudyError(f"storage {redact_url(url)!r}: not a database URL; for a SQLite file write sqlite:///{file} "
                          f"(three slashes), or e.g. {URL_EXAMPLES}")
     try:
         parsed = make_url(url)
         parsed.get_dialect()
     except NoSuchModuleError:
-        raise StudyError(f"storage {_redact(url)}: unknown database kind {url.split(':', 1)[0]!r}; expected e.g. "
+        raise StudyError(f"storage {redact_url(url)}: unknown database kind {url.split(':', 1)[0]!r}; expected e.g. "
                          f"{URL_EXAMPLES}") from None
     except (ArgumentError, ValueError):
-        raise StudyError(f"storage {url!r}: not a database URL; expected e.g. {URL_EXAMPLES}") from None
+        raise StudyError(f"storage {redact_url(url)!r}: not a database URL; expected e.g. {URL_EXAMPLES}") from None
     except ImportError:
         return  # a missing driver is reported by open_storage
     path = sqlite_path(url)
     if path is not None and not path.parent.is_dir():
-        raise StudyError(f"storage {url}: folder {path.parent} does not exist; create it or check --storage")
+        raise StudyError(f"storage {redact_url(url)}: folder {path.parent} does not exist; create it or check --storage")
 
 
 def _is_refused(reason: str) -> bool:
@@ -140,13 +142,37 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True}
 
 
-def _redact(url: str) -> str:
-    """Hide a password in a URL for messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return url
+_SECRET_QUERY = re.compile(r"([?&](?:password|passwd|pwd|sslpassword)=)([^&#]*)", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password (userinfo or `?password=`) replaced by ``***``: for every message, log
+    line, stored spec and API response. Plain string work, so it also holds for a URL that does not
+    parse (a bad port) and for a password with an unescaped ``@`` or ``/`` (masked up to the last ``@``)."""
+    url = _SECRET_QUERY.sub(r"\1***", url)
+    user, password, host = _userinfo(url)
+    return url if password is None else f"{url.partition('://')[0]}://{user}:***@{host}"
+
+
+def _userinfo(url: str) -> tuple[str, str | None, str]:
+    """(user, password or None, what follows the last ``@``) of `scheme://user:password@host...`."""
+    _scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    user, colon, password = creds.partition(":")
+    if not (sep and at and colon) or "/" in user:
+        return "", None, rest
+    return user, password, host
+
+
+def _scrub(text: str, url: str) -> str:
+    """`text` (a driver's error) without the password of `url`, should the driver have echoed it."""
+    secrets = [_userinfo(url)[1], *(m.group(2) for m in _SECRET_QUERY.finditer(url))]
+    for secret in filter(None, secrets):
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
+    return text
+
+
+_redact = redact_url  # the former private name
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
@@ -172,8 +198,16 @@ def objective_of(study: optuna.Study) -> Objective:
     return stored_objective(attrs.get(OBJECTIVE_ATTR), attrs.get(SPEC_ATTR), study.directions[0].name)
 
 
+def spec_record(spec: SearchSpec) -> dict[str, Any]:
+    """The spec as stored in the study and shown by the dashboard API: JSON, the storage password redacted
+    (resuming needs no URL from the DB: the user passes --storage)."""
+    data = spec.model_dump(mode="json")
+    data["storage"]["url"] = redact_url(data["storage"]["url"])
+    return data
+
+
 def save_spec(study: optuna.Study, spec: SearchSpec) -> None:
-    study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))
+    study.set_user_attr(SPEC_ATTR, spec_record(spec))
 
 
 def load_study(storage, name: str, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:

@@ -42,7 +42,7 @@ from autopeft.dashboard.storage import open_readonly
 from autopeft.refinement import read_refinement
 from autopeft.search_spaces import families
 from autopeft.search_spaces.families import NAMES as FAMILIES
-from autopeft.study import StudyError
+from autopeft.study import StudyError, spec_record
 
 STATIC = Path(__file__).parent / "static"
 TOKEN_COOKIE = "autopeft_dashboard_token"
@@ -77,7 +77,7 @@ class StudyView:
     def data(self) -> dict[str, Any]:
         if self._data is None:
             self._data = {"version": self.version, "summary": self.summary,
-                          "spec": self.info.spec.model_dump(mode="json"), "pareto_front": self.pareto.to_dict(),
+                          "spec": spec_record(self.info.spec), "pareto_front": self.pareto.to_dict(),
                           "hypervolume": self.hypervolume.to_dict(), "layer_map": self.layer_map.to_dict(),
                           "refinement": self.refinement_data()}
         return self._data

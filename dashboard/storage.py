@@ -13,7 +13,7 @@ from typing import Any
 import optuna
 from sqlalchemy.engine import make_url
 
-from autopeft.study import StudyError, _redact, check_url
+from autopeft.study import StudyError, check_url, redact_url
 
 
 def readonly_url(url: str) -> tuple[str, dict[str, Any]]:
@@ -24,10 +24,10 @@ def readonly_url(url: str) -> tuple[str, dict[str, Any]]:
     if backend == "sqlite":
         database = parsed.database or ""
         if database in ("", ":memory:") or database.startswith("file:"):
-            raise StudyError(f"storage {url}: the dashboard reads a SQLite file; pass sqlite:///PATH")
+            raise StudyError(f"storage {redact_url(url)}: the dashboard reads a SQLite file; pass sqlite:///PATH")
         path = Path(database).expanduser().resolve()
         if not path.is_file():
-            raise StudyError(f"storage {url}: no such file {path}; run `autopeft search` first or check --storage")
+            raise StudyError(f"storage {redact_url(url)}: no such file {path}; run `autopeft search` first or check --storage")
         ro = parsed.set(database=f"file:{path}?mode=ro", query={**parsed.query, "uri": "true"})
         return ro.render_as_string(hide_password=False), {"connect_args": {"timeout": 30, "check_same_thread": False}}
     if backend == "postgresql":
@@ -42,4 +42,4 @@ def open_readonly(url: str) -> optuna.storages.RDBStorage:
         return optuna.storages.RDBStorage(ro_url, engine_kwargs=kwargs, skip_table_creation=True)
     except Exception as exc:  # driver errors vary by backend; all mean "cannot use this URL"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StudyError(f"cannot open storage {_redact(url)} read-only: {reason}; check --storage") from None
+        raise StudyError(f"cannot open storage {redact_url(url)} read-only: {reason}; check --storage") from None

@@ -45,6 +45,7 @@ from autopeft.search_spaces.counting import ParamCount, count_plan
 from autopeft.search_spaces.errors import PlanError
 from autopeft.search_spaces.model_structure import ModelStructure
 from autopeft.search_spaces.plan import ModulePlan, Plan
+from autopeft.spec import DuplicateKeyError, safe_load
 
 SPACES_DIR = Path(__file__).parent
 HIDDEN_POW2 = "hidden/2^k"
@@ -146,8 +147,10 @@ def read_space_file(name_or_path: str) -> SpaceFile:
     if not path.is_file():
         raise SpaceError(f"{path}: space file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safe_load(path.read_text())
         return _validate_space(SpaceFile.model_validate(data), path.name)
+    except DuplicateKeyError as exc:
+        raise SpaceError(f"{path.name}: {exc.describe()}") from None
     except yaml.YAMLError:
         raise SpaceError(f"{path.name}: not valid YAML; fix the syntax") from None
     except ValidationError as exc:

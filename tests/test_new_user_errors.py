@@ -207,6 +207,7 @@ def test_more_workers_than_cpu_slots_on_local_ray(tmp_path, tiny_bert_dir, glue_
     line = one_line(runner.invoke(app, [flags[0], str(spec), *flags[1:]]))
     assert f"execution.workers: 2 workers x {cpus} CPU slots (execution.cpus_per_trial) need {2 * cpus} CPUs" in line
     assert "use --workers 1" in line
+    assert not (tmp_path / "w.db").exists()  # the DB is opened only after the workers fit
     import ray
 
     assert not ray.is_initialized()
@@ -280,3 +281,168 @@ def test_stopping_a_ray_search_records_running_trials(tmp_path, tiny_bert_dir, g
     returncode, out, err = _interrupt_after_first_trial(cmd, db, {**os.environ, "HF_HUB_OFFLINE": "1"}, sig)
     assert returncode == code, err
     _check_interrupted(url, out, err, word)
+
+
+# --- secrets, markup, leftovers, duplicate keys (issue 17) ---------------------------------------------
+
+PASSWORD = "Pw-s3cret"
+
+
+def with_password(url: str) -> str:
+    """The test server's URL with a password (the server trusts loopback, so any password is accepted)."""
+    return url.replace("://postgres@", f"://postgres:{PASSWORD}@", 1)
+
+
+def db_text(url: str) -> str:
+    """Every row of every table of the DB at `url`, as text."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return "\n".join(str(row) for table in sa.inspect(engine).get_table_names()
+                             for row in conn.execute(sa.text(f'select * from "{table}"')))
+    finally:
+        engine.dispose()
+
+
+def test_a_db_password_is_never_stored_printed_or_served(postgres_url, tiny_bert_dir, glue_dir, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from autopeft.dashboard import create_app
+
+    url = with_password(postgres_url)
+    shown = url.replace(PASSWORD, "***")
+    result = runner.invoke(app, search_flags(tiny_bert_dir, glue_dir, url))
+    assert result.exit_code == 0, result.output
+    assert PASSWORD not in result.output
+    assert f"starting study s in {shown}:" in result.output and f"--storage {shown}" in result.output
+    stored = load_study(open_storage(url), "s")
+    assert stored.user_attrs["spec"]["storage"]["url"] == shown
+    assert PASSWORD not in db_text(postgres_url)
+
+    # resuming needs no URL from the DB: the one given now (here from the spec file) is used
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"storage: {{url: '{url}', study: s}}\n")
+    flags = search_flags(tiny_bert_dir, glue_dir, url)
+    del flags[flags.index("--storage"):flags.index("--storage") + 2]
+    result = runner.invoke(app, [flags[0], str(spec), *flags[1:]])
+    assert result.exit_code == 0, result.output
+    assert f"resuming study s in {shown}:" in result.output and PASSWORD not in result.output
+
+    # a study stored by an older version kept the password: the dashboard redacts it on the way out
+    stored.set_user_attr("spec", {**stored.user_attrs["spec"], "storage": {"url": url, "study": "s"}})
+    assert PASSWORD in db_text(postgres_url)
+    with TestClient(create_app(url)) as client:
+        sid = client.get("/api/studies").json()[0]["study_id"]
+        answers = [client.get(path) for path in ("/api/studies", f"/api/studies/{sid}", f"/api/studies/{sid}/figures",
+                                                 f"/api/studies/{sid}/trials", f"/api/studies/{sid}/trials/0")]
+        assert [a.status_code for a in answers] == [200] * 5
+        assert answers[1].json()["spec"]["storage"]["url"] == shown
+        assert not any(PASSWORD in a.text for a in answers)
+    seen = {}
+    monkeypatch.setattr("uvicorn.run", lambda web, host, port, **kw: seen.update(port=port))
+    monkeypatch.setattr("autopeft.cli.dashboard._check_port", lambda host, port: None)
+    result = runner.invoke(app, ["dashboard", "--storage", url, "--port", "9998"])
+    assert result.exit_code == 0 and seen == {"port": 9998}, result.output
+    assert f"(read-only: {shown})" in result.output and PASSWORD not in result.output
+    for args in (["studies"], ["pareto", "s"], ["export", "s", "--trial", "0", "--format", "yaml",
+                                                "--out", str(tmp_path / "out")]):
+        result = runner.invoke(app, [*args, "--storage", url])
+        assert result.exit_code == 0 and PASSWORD not in result.output, result.output
+
+
+@pytest.mark.parametrize("url", [f"postgresql://u:{PASSWORD}@127.0.0.1:notaport/db",
+                                 f"postgresql+psycopg://u:{PASSWORD}@127.0.0.1:{closed_port()}/db",
+                                 f"postgresql+psycopg://u:{PASSWORD}@@127.0.0.1/db?x=/",
+                                 f"postgresql+psycopg://u@127.0.0.1:{closed_port()}/db?password={PASSWORD}",
+                                 f"mysqll://u:{PASSWORD}@127.0.0.1/db"])
+def test_a_bad_storage_url_never_echoes_its_password(tmp_path, monkeypatch, url):
+    monkeypatch.chdir(tmp_path)
+    for args in (["studies"], ["search", "--model", "m"], ["dashboard"], ["pareto", "s"]):
+        line = one_line(runner.invoke(app, [*args, "--storage", url]))
+        assert line.startswith("error: ") and PASSWORD not in line and "***" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def bracket_task(folder: Path) -> str:
+    """`data[v2]/x.csv` under `folder`: 200 SST-2 sentences as a CSV task file (a relative path)."""
+    import csv
+
+    from tests.tiny_model import GLUE_DIR
+
+    rows = [line.rstrip("\n").split("\t") for line in (Path(GLUE_DIR) / "SST-2" / "train.tsv").open()][1:201]
+    (folder / "data[v2]").mkdir()
+    with (folder / "data[v2]" / "x.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([["sentence", "label"], *rows])
+    return "data[v2]/x.csv"
+
+
+def test_names_and_paths_with_brackets_are_printed_literally(tmp_path, monkeypatch, tiny_bert_dir, glue_dir):
+    """Rich markup in a study name, a task path or a plan summary is text, not markup (no MarkupError)."""
+    import optuna
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m[v2]").symlink_to(tiny_bert_dir)
+    task, name, url = bracket_task(tmp_path), "[/x] y", f"sqlite:///{tmp_path / 'b.db'}"
+    flags = search_flags("m[v2]", glue_dir, url, "--task", task, "--study", name)
+    result = runner.invoke(app, flags)
+    assert result.exit_code == 0, result.output
+    assert f"starting study {name} in {url}: m[v2] on {task}, space lora" in result.output
+    assert f"Pareto front of {name}" in result.output and f"autopeft export {name} --trial 0" in result.output
+    study = load_study(open_storage(url), name)
+    done = study.get_trials()[0]
+    study.add_trial(optuna.trial.create_trial(  # a plan summary that is markup, on the front (fewer params)
+        values=[done.values[0], done.values[1] / 2], params=done.params, distributions=done.distributions,
+        user_attrs={**done.user_attrs, "plan_summary": "lora [bold]r8[/bold] [/x]"}))
+    result = runner.invoke(app, ["studies", "--storage", url])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if name in line)
+    assert "m[v2]" in row and task in row
+    result = runner.invoke(app, ["pareto", name, "--storage", url])
+    assert result.exit_code == 0, result.output
+    assert f"Pareto front of {name}" in result.output and "lora [bold]r8[/bold] [/x]" in result.output
+    result = runner.invoke(app, ["spaces", "show", "lora", "--model", "m[v2]"])
+    assert result.exit_code == 0 and "lora on m[v2] (bert" in result.output, result.output
+
+
+@pytest.mark.parametrize("mistake, expected", [
+    ("spec", 'optimizer.surrogate: expected gp or saas, got "gauss"'),
+    ("flag", "execution.trials: expected a positive integer, got 0"),
+    ("model", "nope: no such directory; pass a local model directory"),
+    ("data", "SST-2/train.tsv: data file not found; check --data-dir"),
+    ("duplicate", "key 'execution' appears twice (line 3, first at line 1)"),
+    ("warm-start", "warm_start: no study named 'other' in this storage"),
+])
+def test_a_failed_check_leaves_no_db_behind(tmp_path, monkeypatch, tiny_bert_dir, glue_dir, mistake, expected):
+    """The default `sqlite:///autopeft.db` is created only once every check passed."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text({"spec": "optimizer: {surrogate: gauss}\n",
+                     "duplicate": "execution:\n  executor: inline\nexecution:\n  trials: 1\n"}.get(mistake, "{}\n"))
+    flags = [f for f in search_flags(tiny_bert_dir, glue_dir, "x") if f not in ("--storage", "x")]
+    extra = {"flag": ["--trials", "0"], "model": ["--model", str(tmp_path / "nope")],
+             "data": ["--data-dir", str(tmp_path / "glue")], "warm-start": ["--warm-start", "other"]}.get(mistake, [])
+    line = one_line(runner.invoke(app, [flags[0], str(spec), *flags[1:], *extra]))
+    assert expected in line
+    assert list(work.iterdir()) == []
+
+
+def test_duplicate_keys_in_a_spec_are_refused_with_the_key_and_line(tmp_path, tiny_bert_dir):
+    """Plain YAML keeps the last `execution:` block: `executor: inline` would be dropped without a word."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("model: m\nexecution:\n  executor: inline\ntask: glue:rte\nexecution:\n  workers: 2\n")
+    line = one_line(runner.invoke(app, ["search", str(spec), "--storage", f"sqlite:///{tmp_path / 'd.db'}"]))
+    assert line == (f"error: {spec}: key 'execution' appears twice (line 5, first at line 2); the second would "
+                    "silently replace the first: keep one and merge their fields")
+    spec.write_text("model: m\nfidelity: {train_size: 64, train_size: 128}\n")
+    assert "key 'train_size' appears twice (line 2, first at line 2)" in one_line(runner.invoke(app, ["search", str(spec)]))
+    space = tmp_path / "space.yaml"
+    from autopeft.search_spaces.space import SPACES_DIR
+
+    space.write_text((SPACES_DIR / "lora.yaml").read_text() + "name: lora2\n")
+    line = one_line(runner.invoke(app, ["spaces", "show", str(space), "--model", tiny_bert_dir]))
+    assert "space.yaml: key 'name' appears twice" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml", "spec.yaml"]

@@ -10,7 +10,7 @@ import typer
 
 from autopeft.cli.app import app, fail
 from autopeft.cli.studies import DEFAULT_STORAGE, STORAGE_HELP
-from autopeft.study import StudyError
+from autopeft.study import StudyError, redact_url
 
 TOKEN_ENV = "AUTOPEFT_DASHBOARD_TOKEN"
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1"]
@@ -56,7 +56,7 @@ def dashboard(
 
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + ("?token=TOKEN" if token else "")
-    typer.echo(f"autopeft dashboard on {url} (read-only: {storage}); Ctrl-C stops it")
+    typer.echo(f"autopeft dashboard on {url} (read-only: {redact_url(storage)}); Ctrl-C stops it")
     uvicorn.run(web, host=host, port=port, log_level="warning")
 
 

@@ -8,6 +8,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from autopeft.cli.app import app, fail, print_json
@@ -44,17 +45,17 @@ def print_refined(rows: list[dict], comparison: Comparison, refinement: Refineme
                   console: Console) -> None:
     """The search front with the refined mean ± sd beside it, then what the refinement says about the order."""
     table = Table("trial", "search metric", "refined mean ± sd", "n", "Δ", "refined front", "params %", "params",
-                  "plan", title=f"Pareto front of {study} (search fidelity) and {refinement.name}")
+                  "plan", title=escape(f"Pareto front of {study} (search fidelity) and {refinement.name}"))
     for r in rows:
         front = "-" if r["refined_front"] is None else ("yes" if r["refined_front"] else "no (dominated)")
         delta = f"{r['refined_delta']:+.4f}" if r["refined_delta"] is not None else "-"
         table.add_row(str(r["trial"]), f"{r['metric']:.4f}", _mean_sd(r), str(r["refined_n"] or "-"), delta, front,
-                      f"{r['params_pct']:.4f}", f"{r['params']:,}" if r["params"] is not None else "-", r["plan"])
+                      f"{r['params_pct']:.4f}", f"{r['params']:,}" if r["params"] is not None else "-", escape(r["plan"]))
     console.print(table)
     console.print(f"refined: {refinement.describe()}; {comparison.refined} of {len(rows)} front trial(s), "
-                  f"{refinement.complete} run(s) complete, {refinement.failed} failed", highlight=False)
+                  f"{refinement.complete} run(s) complete, {refinement.failed} failed", highlight=False, markup=False)
     style = "bold yellow" if comparison.reorders else ""
-    console.print(f"note: {comparison.note()}", style=style, highlight=False)
+    console.print(f"note: {comparison.note()}", style=style, highlight=False, markup=False)
 
 
 def show_refined(storage, study: str, rows: list[dict], format: str, name: str | None = None) -> bool:
@@ -105,14 +106,14 @@ def refine(
                                      execution={"workers": workers, "ray_address": ray_address, "executor": executor})
     except (StudyError, SpecError, RefineError, DataError, MissingExtra) as exc:
         fail(str(exc))
-    console.print(f"refining study [bold]{study}[/bold] into [bold]{session.linked.study_name}[/bold]: "
+    console.print(f"refining study [bold]{escape(study)}[/bold] into [bold]{escape(session.linked.study_name)}[/bold]: "
                   f"{len(session.front)} Pareto-optimal trial(s) x {len(session.seeds)} seed(s), {session.metric} on "
                   f"the {'dev set' if session.split == 'dev' else 'held-out split (the task has no dev set)'}; "
                   f"{session.done_before} of {session.total} run(s) already complete")
     if session.todo:
         pool = refine_executor(session)
         try:
-            Refiner(session, pool, on_event=lambda line: console.print(line, highlight=False)).run()
+            Refiner(session, pool, on_event=lambda line: console.print(line, highlight=False, markup=False)).run()
         except KeyboardInterrupt:
             console.print("interrupted: completed runs are kept; run the same command to resume")
             raise typer.Exit(130) from None

@@ -12,6 +12,7 @@ from typing import Any
 import typer
 import yaml
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from autopeft.cli.app import app, fail
@@ -19,8 +20,8 @@ from autopeft.cli.app import console as make_console
 from autopeft.optional import MissingExtra
 from autopeft.runner import Progress, SearchError
 from autopeft.search_spaces import ModelError, PlanError, SpaceError
-from autopeft.spec import SearchSpec, SpecError, build_spec, load_spec
-from autopeft.study import StudyError, open_storage, stored_spec, study_names
+from autopeft.spec import SearchSpec, SpecError, build_spec, load_spec, safe_load
+from autopeft.study import StudyError, check_url, open_storage, redact_url, sqlite_path, stored_spec, study_names
 from autopeft.workers.ray_pool import RayUnavailable, check_ray_address
 from autopeft.workers.tasks import DataError
 
@@ -34,16 +35,18 @@ def default_study_name(spec: SearchSpec) -> str:
 
 
 def resolve_spec(spec_file: Path | None, overrides: dict[str, Any]) -> tuple[SearchSpec, str, bool]:
-    """(spec, study name, resuming): a named study that exists is resumed with its stored spec."""
+    """(spec, study name, resuming): a named study that exists is resumed with its stored spec.
+
+    Nothing is created here: a SQLite file that does not exist holds no study to resume and stays absent."""
     file_spec = _file_fields(spec_file)
     file_storage = file_spec.get("storage") if isinstance(file_spec.get("storage"), dict) else {}
     url = overrides.get("storage.url") or file_storage.get("url") or "sqlite:///autopeft.db"
     name = overrides.get("storage.study") or file_storage.get("study")
-    storage = open_storage(url)
-    if name and name in study_names(storage):
+    existing = _existing_studies(url)
+    if name and name in existing:
         import optuna
 
-        stored = stored_spec(optuna.load_study(study_name=name, storage=storage))
+        stored = stored_spec(optuna.load_study(study_name=name, storage=open_storage(url)))
         for dotted, value in overrides.items():
             if value is None or dotted.startswith(RESUMABLE_PREFIXES):
                 continue
@@ -54,13 +57,26 @@ def resolve_spec(spec_file: Path | None, overrides: dict[str, Any]) -> tuple[Sea
                     f"use a new --study name to search with {value!r}"
                 )
         resumable = {k: v for k, v in overrides.items() if k.startswith(RESUMABLE_PREFIXES)}
-        return build_spec(stored.model_dump(mode="json"), resumable), name, True
+        # the stored spec keeps no password: the URL is the one given now
+        return build_spec(stored.model_dump(mode="json"), {**resumable, "storage.url": url}), name, True
     spec = load_spec(spec_file, overrides)
     name = name or default_study_name(spec)
     spec = build_spec(spec.model_dump(mode="json"), {"storage.url": url, "storage.study": name})
-    if name in study_names(storage):
+    if name in existing:
         return resolve_spec(None, {**overrides, "storage.url": url, "storage.study": name})
+    if spec.warm_start and spec.warm_start not in existing:
+        raise SpecError(f"warm_start: no study named {spec.warm_start!r} in this storage (studies: "
+                        f"{', '.join(existing) or 'none'}); warm-start from a study of the same --storage")
     return spec, name, False
+
+
+def _existing_studies(url: str) -> list[str]:
+    """The study names at `url`; [] without opening (so without creating) a SQLite file that does not exist."""
+    check_url(url)
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return []
+    return study_names(open_storage(url))
 
 
 class Terminated(KeyboardInterrupt):
@@ -92,7 +108,7 @@ def _file_fields(spec_file: Path | None) -> dict[str, Any]:
     if spec_file is None:
         return {}
     try:
-        data = yaml.safe_load(spec_file.read_text())
+        data = safe_load(spec_file.read_text())  # a key given twice: load_spec below names it
     except UnicodeDecodeError:
         raise SpecError(f"{spec_file}: not a text file; pass the path of a YAML spec") from None
     except (OSError, yaml.YAMLError):
@@ -118,14 +134,14 @@ def _progress_table(p: Progress, done_this_run: int, last_event: bool = True) ->
     table.add_row(
         f"[bold]trials[/bold] {p.completed}/{p.total} done, {p.running} running, {p.failed} failed"
         + (f", {p.pruned} stopped early" if p.pruned else ""),
-        f"[bold]best under budget[/bold] {best} ({p.metric_label})",
+        f"[bold]best under budget[/bold] {best} ({escape(p.metric_label)})",
         f"[bold]HV[/bold] {p.hypervolume:.4f}",
         f"[bold]front[/bold] {p.pareto_size}",
         f"[bold]elapsed[/bold] {p.elapsed:.0f}s",
         f"[bold]ETA[/bold] {eta:.0f}s" if eta is not None else "[bold]ETA[/bold] -",
     )
     if last_event and p.last_event:
-        table.add_row(f"[dim]{p.last_event}[/dim]")
+        table.add_row(f"[dim]{escape(p.last_event)}[/dim]")
     return table
 
 
@@ -178,8 +194,10 @@ def search(
     except KeyboardInterrupt:
         fail("interrupted before any trial started; nothing to resume yet", code=130)
     verb = "resuming" if resuming else "starting"
-    console.print(f"{verb} study [bold]{name}[/bold] in {spec.storage.url}: {spec.model} on {spec.task}, "
-                  f"space {spec.space}, budget {spec.budget.max_params_pct}% params, sampler {spec.optimizer.sampler}")
+    url = redact_url(spec.storage.url)  # never print a password
+    console.print(f"{verb} study [bold]{escape(name)}[/bold] in {escape(url)}: {escape(spec.model)} on "
+                  f"{escape(spec.task)}, space {escape(spec.space)}, budget {spec.budget.max_params_pct}% params, "
+                  f"sampler {spec.optimizer.sampler}")
     if session.runner.ladder:
         console.print(f"successive halving: rungs of {', '.join(map(str, session.runner.ladder))} steps, "
                       f"about 1 in {spec.promotion.eta} promoted at each")
@@ -193,7 +211,8 @@ def search(
                 session.runner.on_progress = lambda p: live.update(_progress_table(p, session.runner.done_this_run))
                 progress = session.run()
         else:
-            session.runner.on_progress = lambda p: p.last_event and console.print(p.last_event, highlight=False)
+            session.runner.on_progress = lambda p: p.last_event and console.print(p.last_event, highlight=False,
+                                                                                  markup=False)
             progress = session.run()
     except KeyboardInterrupt:  # Ray turns an exception raised by a signal handler into KeyboardInterrupt
         how, code = ("terminated", 143) if Terminated.received else ("interrupted", 130)
@@ -209,10 +228,10 @@ def search(
     from autopeft.cli.studies import print_pareto
 
     print_pareto(session.study, spec, console)
-    console.print(f"\ndashboard: autopeft dashboard --storage {spec.storage.url}")
+    console.print(f"\ndashboard: autopeft dashboard --storage {url}", markup=False)
     for limit, label in ((1.0, "under 1% params"), (100.0, "found")):
         best = session.best_under(limit)
         if best is not None:
             console.print(f"export the best configuration {label}: autopeft export {name} --trial {best} "
-                          f"--format peft --out ./adapter --storage {spec.storage.url}")
+                          f"--format peft --out ./adapter --storage {url}", markup=False)
             break

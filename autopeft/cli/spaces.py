@@ -47,8 +47,8 @@ def list_spaces(ctx: typer.Context, format: Format = typer.Option(Format.text, "
         return
     table = Table("space", "families", "needs", "description")
     for row in rows:
-        table.add_row(row["name"], ", ".join(row["families"]), escape(f"autopeft[{row['extra']}]") if row["extra"] else "-",
-                      row["description"])
+        table.add_row(escape(row["name"]), ", ".join(row["families"]),
+                      escape(f"autopeft[{row['extra']}]") if row["extra"] else "-", escape(row["description"]))
     console = make_console()
     console.print(table)
     if any(row["extra"] for row in rows) and not adapters_available():
@@ -100,16 +100,16 @@ def show(
     if structure.is_encoder_decoder:  # layers are numbered encoder first, then decoder
         layers += ": " + ", ".join(f"{st.path.split('.')[0]} {st.first}-{st.first + st.num_layers - 1}"
                                    for st in structure.stacks)
-    console.print(f"[bold]{space.name}[/bold] on {model} ({structure.model_type}, {layers}, "
+    console.print(f"[bold]{escape(space.name)}[/bold] on {escape(model)} ({escape(structure.model_type)}, {escape(layers)}, "
                   f"{structure.base_params:,} parameters)")
-    console.print(space.description)
+    console.print(space.description, markup=False)
     table = Table("dimension", "choices")
     for dim, choices in dims.items():
-        table.add_row(dim, "0/1" if choices == [0, 1] and dim.split(".")[-2] == "mask" else ", ".join(map(str, choices)))
+        table.add_row(escape(dim), "0/1" if choices == [0, 1] and dim.split(".")[-2] == "mask" else ", ".join(map(str, choices)))
     console.print(table)
     console.print(f"dimensions: {len(dims)}   valid configurations: {info['num_valid_configurations']:,}")
-    console.print(f"smallest: {small.params:,} params ({small.pct:.4f}%)  {small_plan.summary()}")
-    console.print(f"largest:  {large.params:,} params ({large.pct:.4f}%)  {large_plan.summary()}")
+    console.print(f"smallest: {small.params:,} params ({small.pct:.4f}%)  {small_plan.summary()}", markup=False)
+    console.print(f"largest:  {large.params:,} params ({large.pct:.4f}%)  {large_plan.summary()}", markup=False)
     if space.adapters_families() and not adapters_available():
         console.print(f"{', '.join(space.adapters_families())}: built by AdapterHub adapters, not installed here; "
                       f"searching this space needs {ADAPTERS_EXTRA}", markup=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from autopeft.cli.app import app, fail, print_json
@@ -19,11 +20,11 @@ from autopeft.search_spaces import ModelError, PlanError
 from autopeft.spec import SearchSpec
 from autopeft.study import (
     StudyError,
-    _redact,
     load_study,
     objective_of,
     open_existing_storage,
     pareto_trials,
+    redact_url,
     stored_spec,
     study_names,
     summarize,
@@ -69,7 +70,7 @@ def studies(
         print_json(rows)
         return
     if not rows:
-        typer.echo(f"no autopeft studies in {_redact(storage)}; start one with `autopeft search`")
+        typer.echo(f"no autopeft studies in {redact_url(storage)}; start one with `autopeft search`")
         return
     table = Table("study", "model", "task", "space", "trials", "best metric", "hypervolume", "front")
     for r in rows:
@@ -77,8 +78,8 @@ def studies(
         arrow = "↑" if r["direction"] == "maximize" else "↓"
         best = f"{r['best_metric']:.4f} ({r['metric']} {arrow})" if r["best_metric"] is not None else "-"
         name = r["name"] + "".join(f"\n  ↳ refined: {n}" for n in r["refinements"])
-        table.add_row(name, r["model"], r["task"], r["space"], states, best, f"{r['hypervolume']:.4f}",
-                      str(r["pareto_size"]))
+        table.add_row(escape(name), escape(r["model"]), escape(r["task"]), escape(r["space"]), states, escape(best),
+                      f"{r['hypervolume']:.4f}", str(r["pareto_size"]))
     make_console().print(table)
 
 
@@ -92,10 +93,11 @@ def pareto_rows(study) -> list[dict]:
 
 def print_pareto(study, spec: SearchSpec, console: Console) -> None:
     objective = objective_of(study)
-    table = Table("trial", f"{objective.metric} {objective.arrow}", "params % ↓", "params", "plan",
-                  title=f"Pareto front of {study.study_name}")
+    table = Table("trial", escape(f"{objective.metric} {objective.arrow}"), "params % ↓", "params", "plan",
+                  title=escape(f"Pareto front of {study.study_name}"))
     for r in pareto_rows(study):
-        table.add_row(str(r["trial"]), f"{r['metric']:.4f}", f"{r['params_pct']:.4f}", f"{r['params']:,}", r["plan"])
+        table.add_row(str(r["trial"]), f"{r['metric']:.4f}", f"{r['params_pct']:.4f}", f"{r['params']:,}",
+                      escape(r["plan"]))
     console.print(table)
 
 
