@@ -149,7 +149,7 @@ def test_export_downloads_exactly_what_autopeft_export_writes(client, db, tmp_pa
     _, storage = db
     study = load_study(storage, "tiny-lora")
     number = pareto_trials(study)[0].number
-    expected = export_trial(study, number, fmt, tmp_path)
+    expected = export_trial(study, number, fmt, tmp_path).path
     response = client.get(f"/api/studies/{study_id(client, 'tiny-lora')}/trials/{number}/export/{fmt}")
     assert response.status_code == 200
     assert response.content == expected.read_bytes()
