@@ -346,9 +346,9 @@ def trial_detail(trial, study_id: int, pareto: bool) -> dict[str, Any]:
     The worker's result is the `result` attribute and its parts (see `autopeft.attrs`); its fields are read
     as if they were attributes of their own, the trial's own attributes (plan, params, failure) winning.
     """
-    stored = ("result", *RESULT_PARTS.values())
-    attrs = {k: readable(v) for k, v in trial.user_attrs.items() if k not in stored}
-    attrs = {**trial_result(trial.user_attrs), **attrs}
+    result = trial_result(trial.user_attrs)
+    stored = ("result", *RESULT_PARTS.values()) if result else ("result",)
+    attrs = {**result, **{k: readable(v) for k, v in trial.user_attrs.items() if k not in stored}}
     start, complete = trial.datetime_start, trial.datetime_complete
     return {
         "study_id": study_id,
