@@ -23,6 +23,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from autopeft.attrs import result_attrs, trial_attr
 from autopeft.executors import Executor, make_executor, outcome_from_result
 from autopeft.refinement import REFINEMENT_OF, REFINEMENTS, refined_name
 from autopeft.spec import DuplicateKeyError, FidelitySpec, SearchSpec, SpecError, build_spec, safe_load
@@ -156,11 +157,11 @@ def prepare_refinement(storage, source_name: str, seeds: int = 5, fidelity: str 
     front = pareto_trials(source)
     if not front:
         raise RefineError(f"study {source_name!r} has no completed trials to refine; run `autopeft search` first")
-    unplanned = [t.number for t in front if not isinstance(t.user_attrs.get("plan"), dict)]
+    unplanned = [t.number for t in front if not isinstance(trial_attr(t.user_attrs, "plan"), dict)]
     if unplanned:
         raise RefineError(f"study {source_name!r}: trial(s) {', '.join(map(str, unplanned))} record no plan to "
                           "re-run; refine a study made by `autopeft search`")
-    built_by_adapters = [t.number for t in front if library_for(Plan.from_dict(t.user_attrs["plan"])) == "adapters"]
+    built_by_adapters = [t.number for t in front if library_for(Plan.from_dict(trial_attr(t.user_attrs, "plan"))) == "adapters"]
     if built_by_adapters:
         require_adapters(f"refining study {source_name!r} (trial(s) {', '.join(map(str, built_by_adapters))} hold "
                          "AdapterHub plans)")
@@ -269,7 +270,7 @@ class Refiner:
         key, self._next = self._next, self._next + 1
         fidelity = self.session.fidelity.model_copy(update={"seed": run.seed}).model_dump(mode="json")
         self._inflight[key] = (run, dt.datetime.now())
-        self.executor.submit(key, {"plan": run.source.user_attrs["plan"], "fidelity": fidelity})
+        self.executor.submit(key, {"plan": trial_attr(run.source.user_attrs, "plan"), "fidelity": fidelity})
 
     def _record(self, run: Run, started: dt.datetime, outcome) -> None:
         s, source = self.session, run.source
@@ -277,7 +278,7 @@ class Refiner:
                  **{k: source.user_attrs[k] for k in ("plan", "plan_summary", "params", "params_pct")
                     if k in source.user_attrs}}
         if outcome.attrs:
-            attrs["result"] = outcome.attrs
+            attrs.update(result_attrs(outcome.attrs))  # `result` and its long parts (autopeft.attrs)
         if outcome.ok:
             trial = optuna.trial.create_trial(values=[outcome.metric, source.values[1]], params=source.params,
                                               distributions=source.distributions, user_attrs=attrs)

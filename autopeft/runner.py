@@ -26,6 +26,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from autopeft.attrs import result_attrs, storable, trial_attr
 from autopeft.executors import Executor, Outcome, make_executor, outcome_from_result
 from autopeft.objective import Objective
 from autopeft.pareto import hypervolume, pareto_indices
@@ -198,8 +199,8 @@ class Runner:
                 self.progress.failed += 1
                 self._asked = None
                 continue
-            for key, value in (("plan", plan.to_dict()), ("plan_summary", plan.summary()), ("params", count.params),
-                               ("params_pct", count.pct), ("driver", self.driver)):
+            for key, value in (("plan", storable(plan.to_dict())), ("plan_summary", plan.summary()),
+                               ("params", count.params), ("params_pct", count.pct), ("driver", self.driver)):
                 trial.set_user_attr(key, value)
             self._running[trial.number] = running = _Running(trial, plan, count, time.perf_counter())
             self._asked = None
@@ -234,7 +235,8 @@ class Runner:
             return
         trial = running.trial
         if outcome.attrs:
-            trial.set_user_attr("result", outcome.attrs)
+            for key, value in result_attrs(outcome.attrs).items():  # `result` and its long parts (autopeft.attrs)
+                trial.set_user_attr(key, value)
             trial.set_user_attr("resources", {k: outcome.attrs.get(k) for k in RESOURCE_KEYS})
         if self.ladder is not None:
             self._record_rung(running, outcome)
@@ -271,7 +273,7 @@ class Runner:
             if running.rung < len(self.ladder) - 1:
                 entry.update(self._decide(running, outcome.metric).to_dict())
             running.rungs.append(entry)
-            trial.set_user_attr("rungs", running.rungs)
+            trial.set_user_attr("rungs", storable(running.rungs))
         trial.set_user_attr("steps", running.steps)
 
     def _decide(self, running: _Running, metric: float) -> Decision:
@@ -280,7 +282,7 @@ class Runner:
         rung = running.rung
         recorded = [(entry["metric"], t.user_attrs["params_pct"])
                     for t in self.study.get_trials(deepcopy=False) if t.number != running.trial.number
-                    for entry in t.user_attrs.get("rungs", ()) if entry["rung"] == rung]
+                    for entry in trial_attr(t.user_attrs, "rungs", ()) if entry["rung"] == rung]
         decision = decide((metric, running.count.pct), recorded, self.spec.promotion.eta, self.objective.maximize)
         if decision.promote and self._completed_in_db() >= self.spec.execution.trials:
             return replace(decision, promote=False, reason="the search reached its target")

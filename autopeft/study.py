@@ -5,8 +5,10 @@ minimised as its `Objective` says (Optuna's study directions, and the user attr 
 {metric, direction, reference}; see `autopeft.objective`). The study's user attrs hold the full spec
 (`spec`), so a study can be resumed from the DB alone. Each trial's user attrs:
 `plan` (autopeft-plan/v1 dict), `plan_summary`, `params`, `params_pct` (set when proposed);
-`result` (the worker's `TrialResult` as a dict: `metrics`, `metric`, `status`, `fidelity`, `seed`,
-`train_seconds`, `eval_seconds`, `peak_memory_mb`, `host`, `device`, ...) once evaluated;
+`result` (the worker's `TrialResult` as a dict: `metrics`, `metric`, `status`, `seed`, `train_seconds`,
+`eval_seconds`, `peak_memory_mb`, `host`, `device`, ...) and its long parts `fidelity`, `split`, `curve`
+as attributes of their own, once evaluated (read it whole with `autopeft.attrs.trial_result`; every
+attribute stays within the 1,024 characters optuna-dashboard shows, see `autopeft.attrs`);
 `failure` = {kind, message} for failed trials; `retry_of` / `attempt` for retried configurations.
 A study refined by `autopeft refine` lists its linked studies in the user attr `refinements`
 (conventions in `autopeft.refinement`).
@@ -28,6 +30,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from autopeft.attrs import readable, storable
 from autopeft.objective import Objective, stored_objective
 from autopeft.pareto import hypervolume, pareto_indices
 from autopeft.refinement import REFINEMENT_OF
@@ -195,7 +198,7 @@ def create_study(storage, name: str, spec: SearchSpec | None, objective: Objecti
 def objective_of(study: optuna.Study) -> Objective:
     """The study's first objective; studies made before objectives were stored maximise, with the spec's floor."""
     attrs = study.user_attrs
-    return stored_objective(attrs.get(OBJECTIVE_ATTR), attrs.get(SPEC_ATTR), study.directions[0].name)
+    return stored_objective(attrs.get(OBJECTIVE_ATTR), readable(attrs.get(SPEC_ATTR)), study.directions[0].name)
 
 
 def spec_record(spec: SearchSpec) -> dict[str, Any]:
@@ -207,7 +210,7 @@ def spec_record(spec: SearchSpec) -> dict[str, Any]:
 
 
 def save_spec(study: optuna.Study, spec: SearchSpec) -> None:
-    study.set_user_attr(SPEC_ATTR, spec_record(spec))
+    study.set_user_attr(SPEC_ATTR, storable(spec_record(spec)))  # text when long (autopeft.attrs)
 
 
 def load_study(storage, name: str, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
@@ -219,7 +222,7 @@ def load_study(storage, name: str, sampler: optuna.samplers.BaseSampler | None =
 
 
 def stored_spec(study: optuna.Study) -> SearchSpec:
-    data = study.user_attrs.get(SPEC_ATTR)
+    data = readable(study.user_attrs.get(SPEC_ATTR))
     if data is None and REFINEMENT_OF in study.user_attrs:
         raise StudyError(f"study {study.study_name!r} holds the `autopeft refine` runs of study "
                          f"{study.user_attrs[REFINEMENT_OF]!r}, not a search; pass {study.user_attrs[REFINEMENT_OF]!r}")

@@ -24,6 +24,7 @@ from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from autopeft.attrs import trial_attr
 from autopeft.dashboard import figures, pages
 from autopeft.dashboard.data import (
     STATES,
@@ -277,7 +278,9 @@ def create_app(storage_url: str, token: str | None = None, *, allowed_hosts: lis
         detail = trial_detail(trial, study_id, number in view.pareto_numbers)
         detail["study_name"] = view.info.name
         detail["plan_layers"] = plan_info(detail["plan"], detail["summary"]).to_dict() if detail["plan"] else None
-        detail["exports"] = ({f.value: f"/api/studies/{study_id}/trials/{number}/export/{f.value}" for f in ExportFormat}
+        from autopeft.export import formats_for  # only the formats that can express this trial's plan
+
+        detail["exports"] = ({f: f"/api/studies/{study_id}/trials/{number}/export/{f}" for f in formats_for(trial.user_attrs)}
                              if detail["state"] == "complete" else {})
         return detail
 
@@ -285,7 +288,7 @@ def create_app(storage_url: str, token: str | None = None, *, allowed_hosts: lis
     def get_trial_figure(study_id: int, number: int) -> dict[str, Any]:
         """The trial's plan as a plotly figure: module families x layers, cell = size."""
         _, trial = _trial(study_id, number)
-        plan = trial.user_attrs.get("plan")
+        plan = trial_attr(trial.user_attrs, "plan")
         if not isinstance(plan, dict):
             raise HTTPException(404, f"trial {number}: records no plan")
         return figures.plan_figure(plan_info(plan, trial.user_attrs.get("plan_summary", "")))
@@ -302,26 +305,23 @@ def create_app(storage_url: str, token: str | None = None, *, allowed_hosts: lis
 def _export(info: StudyInfo, trial, fmt: str) -> Response:
     """Write the export into a fresh temporary directory and return that file's bytes.
 
-    Same code path as `autopeft.export.export_trial` (its `export_plan` with the stored spec's model),
+    Same code path as `autopeft.export.export_trial` (its `export_frozen_trial` with the stored spec),
     without loading every trial of the study to find this one.
     """
     from optuna.trial import TrialState
 
-    from autopeft.export import export_plan
+    from autopeft.export import export_frozen_trial
     from autopeft.optional import MissingExtra
-    from autopeft.search_spaces import ModelError, Plan, PlanError
-    from autopeft.search_spaces.model_structure import load_config, structure_of
+    from autopeft.search_spaces import ModelError, PlanError
 
     if trial.state != TrialState.COMPLETE:
         raise HTTPException(409, f"trial {trial.number}: is {trial.state.name.lower()}, not complete; "
                                  "export a complete trial")
     try:
-        plan = Plan.from_dict(trial.user_attrs["plan"])
-        structure = structure_of(load_config(info.spec.model))
         with tempfile.TemporaryDirectory(prefix="autopeft-export-") as tmp:
-            path = export_plan(plan, structure, fmt, tmp, model=info.spec.model)
+            path = export_frozen_trial(trial, info.spec, fmt, tmp).path
             content, name = path.read_bytes(), path.name
-    except (PlanError, ModelError, ValueError, KeyError, MissingExtra) as exc:
+    except (PlanError, ModelError, ValueError, KeyError, TypeError, MissingExtra) as exc:
         raise HTTPException(409, f"cannot export trial {trial.number} as {fmt}: {exc}") from None
     media = "application/json" if name.endswith(".json") else "application/yaml"
     return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from autopeft.attrs import RESULT_PARTS, readable, trial_result
 from autopeft.dashboard.reader import TrialRow
 from autopeft.objective import Objective
 from autopeft.pareto import hypervolume, hypervolume_history, pareto_indices
@@ -342,11 +343,12 @@ RESULT_KEYS = ("metric", "metrics", "status", "fidelity", "seed", "train_seconds
 def trial_detail(trial, study_id: int, pareto: bool) -> dict[str, Any]:
     """Everything the trial page shows of an Optuna `FrozenTrial` made by autopeft.
 
-    The worker's result is one `result` attribute (see `autopeft.study`); its fields are read as if
-    they were attributes of their own, the trial's own attributes (plan, params, failure) winning.
+    The worker's result is the `result` attribute and its parts (see `autopeft.attrs`); its fields are read
+    as if they were attributes of their own, the trial's own attributes (plan, params, failure) winning.
     """
-    attrs = dict(trial.user_attrs)
-    attrs = {**(attrs.pop("result", None) or {}), **attrs}
+    result = trial_result(trial.user_attrs)
+    stored = ("result", *RESULT_PARTS.values()) if result else ("result",)
+    attrs = {**result, **{k: readable(v) for k, v in trial.user_attrs.items() if k not in stored}}
     start, complete = trial.datetime_start, trial.datetime_complete
     return {
         "study_id": study_id,

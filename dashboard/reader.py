@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from optuna.storages._rdb import models  # Optuna's schema: the one source of truth for table names
 from optuna.trial import FrozenTrial, TrialState
 
+from autopeft.attrs import readable
 from autopeft.objective import Objective, stored_objective
 from autopeft.refinement import REFINEMENT_OF
 from autopeft.spec import SearchSpec
@@ -60,7 +61,7 @@ class TrialRow:
         """The `autopeft-plan/v1` dict, or None when the trial records none (or a malformed one)."""
         if self.plan_json is None:
             return None
-        plan = json.loads(self.plan_json)
+        plan = readable(json.loads(self.plan_json))  # stored as JSON text when long (autopeft.attrs)
         return plan if isinstance(plan, dict) else None
 
     @functools.cached_property
@@ -223,7 +224,7 @@ def _utc_offset(hour: dt.datetime) -> dt.timedelta:
 def _objective(objective_json: str | None, spec_json: str | None, direction) -> Objective:
     """The study's objective from its raw attrs (see `autopeft.objective.stored_objective`)."""
     try:
-        spec = json.loads(spec_json) if spec_json else None
+        spec = readable(json.loads(spec_json)) if spec_json else None
         return stored_objective(json.loads(objective_json) if objective_json else None,
                                 spec if isinstance(spec, dict) else None, getattr(direction, "name", "maximize"))
     except (ValueError, TypeError):  # attrs not written by autopeft: list the study with the default objective
@@ -234,6 +235,6 @@ def _parse_spec(value_json: str | None) -> SearchSpec | None:
     if value_json is None:
         return None
     try:
-        return SearchSpec.model_validate(json.loads(value_json))
+        return SearchSpec.model_validate(readable(json.loads(value_json)))
     except ValueError:  # a spec from another autopeft version, or not autopeft's: list it without one
         return None

@@ -134,7 +134,7 @@ def test_trial_detail(client, db):
     assert detail["metrics"] == done.user_attrs["metrics"] and detail["fidelity"] == done.user_attrs["fidelity"]
     assert detail["resources"]["host"] == done.user_attrs["host"]
     assert detail["plan_layers"]["sizes"]["lora"] == done.user_attrs["plan"]["modules"][0]["sizes"]
-    assert set(detail["exports"]) == {"peft", "adapters", "yaml"}
+    assert set(detail["exports"]) == {"peft", "yaml"}  # a LoRA plan: peft built it (no AdapterHub button)
     failed = next(t for t in trials if t.state == TrialState.FAIL)
     detail = client.get(f"/api/studies/{sid}/trials/{failed.number}").json()
     assert detail["failure"] == failed.user_attrs["failure"] and detail["exports"] == {}
@@ -149,7 +149,7 @@ def test_export_downloads_exactly_what_autopeft_export_writes(client, db, tmp_pa
     _, storage = db
     study = load_study(storage, "tiny-lora")
     number = pareto_trials(study)[0].number
-    expected = export_trial(study, number, fmt, tmp_path)
+    expected = export_trial(study, number, fmt, tmp_path).path
     response = client.get(f"/api/studies/{study_id(client, 'tiny-lora')}/trials/{number}/export/{fmt}")
     assert response.status_code == 200
     assert response.content == expected.read_bytes()

@@ -24,10 +24,12 @@ def test_reference_lists_every_leaf_field():
 
 
 def test_user_guide_training_snippet_runs_on_an_export(tmp_path, tiny_bert_dir):
-    """The guide's peft snippet, as written, on an exported plan: adapter and the new head train."""
+    """The guide's peft snippet, as written, on an exported trial: adapter and the new head train, with
+    nothing set by hand (the export carries task_type and modules_to_save)."""
     import re
 
     from autopeft.export import export_plan
+    from autopeft.heads import trial_head
     from autopeft.search_spaces import count_plan, load_config, structure_of
     from autopeft.search_spaces.plan import Plan
 
@@ -36,7 +38,9 @@ def test_user_guide_training_snippet_runs_on_an_export(tmp_path, tiny_bert_dir):
     structure = structure_of(load_config(tiny_bert_dir))
     plan = Plan.from_dict({"format": "autopeft-plan/v1", "num_layers": structure.num_layers, "modules": [
         {"family": "lora", "sizes": [4, 0, 2, 0], "targets": "qv", "alpha": 8.0}]})
-    export_plan(plan, structure, "peft", tmp_path / "adapter", model=tiny_bert_dir)
+    head = trial_head("glue:sst2", {"head_params": 2 * 32 + 2, "head_modules": ["classifier"]}, load_config(tiny_bert_dir))
+    export_plan(plan, structure, "peft", tmp_path / "adapter", model=tiny_bert_dir, head=head)
+    assert "config.task_type" not in snippet and "modules_to_save =" not in snippet
     scope: dict = {}
     cwd = os.getcwd()
     os.chdir(tmp_path)

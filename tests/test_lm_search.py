@@ -9,6 +9,7 @@ import yaml
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from autopeft.attrs import trial_result
 from autopeft.cli import app
 from autopeft.study import load_study, open_storage
 from tests.tiny_lm import CHAT_TEMPLATE, reversal_rows, save_tiny_llama, write_jsonl
@@ -35,7 +36,7 @@ def test_a_causal_lm_search_records_lm_metrics_and_truncation(tmp_path, llama, o
     trials = load_study(open_storage(spec["storage"]["url"]), "lm").get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     for t in trials:
-        recorded = t.user_attrs["result"]
+        recorded = trial_result(t.user_attrs)
         assert recorded["metric_name"] == "eval_loss" and t.values[0] == recorded["metric"] > 0
         assert set(recorded["metrics"]) == {"eval_loss", "perplexity", "token_accuracy"}
         assert recorded["truncated"] == {"train": 0, "train_dropped": 0, "heldout": 0, "heldout_dropped": 0}

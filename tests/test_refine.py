@@ -15,13 +15,14 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from autopeft.attrs import trial_result
 from autopeft.cli import app
 from autopeft.executors import InlineExecutor
 from autopeft.objective import ACCURACY
 from autopeft.refine import Refiner, evaluate_run, prepare_refinement
 from autopeft.refinement import read_refinement
 from autopeft.spec import build_spec
-from autopeft.study import create_study, load_study, open_storage, pareto_trials
+from autopeft.study import create_study, load_study, open_storage, pareto_trials, stored_spec
 from autopeft.workers.ray_pool import WorkerLost
 from tests.refined import add_refinement
 
@@ -77,7 +78,7 @@ def test_refine_records_every_front_trial_at_every_seed_on_the_dev_set(url):
     attrs = linked.user_attrs
     assert attrs["refinement_of"] == "s" and attrs["seeds"] == [1, 2]
     assert (attrs["metric"], attrs["split"]) == ("dev_accuracy", "dev")
-    search_fidelity = source.user_attrs["spec"]["fidelity"]
+    search_fidelity = stored_spec(source).fidelity.model_dump(mode="json")
     assert attrs["fidelity"] == {**search_fidelity, "train_size": 96, "max_steps": 3}
     assert source.user_attrs["refinements"] == ["s--refined"]
 
@@ -87,7 +88,7 @@ def test_refine_records_every_front_trial_at_every_seed_on_the_dev_set(url):
     pairs = {(t.user_attrs["source_trial"], t.user_attrs["seed"]) for t in trials}
     assert pairs == set(itertools.product(by_number, [1, 2]))
     for t in trials:
-        src, r = by_number[t.user_attrs["source_trial"]], t.user_attrs["result"]
+        src, r = by_number[t.user_attrs["source_trial"]], trial_result(t.user_attrs)
         assert t.user_attrs["plan"] == src.user_attrs["plan"] and t.params == src.params
         assert t.values == [r["metrics"]["dev_accuracy"], src.values[1]]
         assert (r["fidelity"]["seed"], r["fidelity"]["train_size"], r["fidelity"]["max_steps"]) == (t.user_attrs["seed"], 96, 3)
@@ -174,7 +175,7 @@ def test_ctrl_c_and_a_lost_worker_leave_nothing_running(url, tiny_bert_dir, task
 def test_a_task_without_dev_set_refines_on_the_held_out_split(url, task):
     storage = open_storage(url)
     source = load_study(storage, "s")
-    spec = build_spec(source.user_attrs["spec"], {"task": task.split("?")[0]})
+    spec = build_spec(stored_spec(source).model_dump(mode="json"), {"task": task.split("?")[0]})
     nodev = create_study(storage, "nodev", spec, ACCURACY)
     for t in pareto_trials(source):
         nodev.add_trial(t)
@@ -186,7 +187,7 @@ def test_a_task_without_dev_set_refines_on_the_held_out_split(url, task):
 def test_pareto_marks_a_refined_front_that_reorders_the_search_front(url):
     storage = open_storage(url)
     source = load_study(storage, "s")
-    spec = build_spec(source.user_attrs["spec"])
+    spec = build_spec(stored_spec(source).model_dump(mode="json"))
     made = create_study(storage, "known", spec, ACCURACY)
     plan_trial = source.get_trials()[0]
     for k, (metric, pct) in enumerate([(0.70, 0.1), (0.75, 0.2), (0.80, 0.3)]):
@@ -228,7 +229,7 @@ def test_pareto_marks_a_refined_front_that_reorders_the_search_front(url):
 ])
 def test_bad_input_is_one_line_and_nonzero(url, args, message):
     storage = open_storage(url)
-    spec = build_spec(load_study(storage, "s").user_attrs["spec"])
+    spec = build_spec(stored_spec(load_study(storage, "s")).model_dump(mode="json"))
     create_study(storage, "empty", spec, ACCURACY)
     known = create_study(storage, "known", spec, ACCURACY)
     known.add_trial(optuna.trial.create_trial(values=[0.5, 0.1]))
@@ -242,7 +243,7 @@ def test_bad_input_is_one_line_and_nonzero(url, args, message):
 def test_refine_on_a_postgresql_study(url, postgres_url):
     source = load_study(open_storage(url), "s")
     pg = open_storage(postgres_url)
-    copy = create_study(pg, "s", build_spec(source.user_attrs["spec"]), ACCURACY)
+    copy = create_study(pg, "s", build_spec(stored_spec(source).model_dump(mode="json")), ACCURACY)
     for t in source.get_trials():
         copy.add_trial(t)
     result = runner.invoke(app, ["refine", "s", "--storage", postgres_url, "--executor", "inline", "--seeds", "1",

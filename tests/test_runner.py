@@ -11,7 +11,7 @@ from autopeft.objective import ACCURACY
 from autopeft.runner import Runner, SearchError
 from autopeft.search_spaces import load_space, structure_of
 from autopeft.spec import build_spec
-from autopeft.study import create_study, load_study, open_storage
+from autopeft.study import create_study, load_study, open_storage, stored_spec
 from autopeft.workers.synthetic import SyntheticEvaluator, synthetic_metric
 from tests.models import TINY_CONFIGS
 
@@ -53,7 +53,7 @@ def test_every_trial_lands_in_the_db_with_plan_params_and_values(setup):
         assert (t.user_attrs["params"], t.user_attrs["params_pct"]) == (count.params, count.pct)
         assert t.values == pytest.approx([synthetic_metric(plan.to_dict()), count.pct])
         assert t.user_attrs["result"]["status"] == "ok" and t.user_attrs["result"]["host"]
-    assert study.user_attrs["spec"]["execution"]["trials"] == 6
+    assert stored_spec(study).execution.trials == 6
 
 
 def test_resume_adds_up_and_numbers_stay_unique(setup):

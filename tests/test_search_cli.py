@@ -8,10 +8,11 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from autopeft.attrs import trial_result
 from autopeft.cli import app
 from autopeft.search_spaces import count_plan, load_config, structure_of
 from autopeft.search_spaces.plan import Plan
-from autopeft.study import load_study, open_storage
+from autopeft.study import load_study, open_storage, stored_spec
 
 runner = CliRunner()
 
@@ -47,8 +48,8 @@ def test_search_records_every_trial_and_exports_load_in_peft(search, tmp_path, t
         assert (t.user_attrs["params"], t.values[1]) == (count.params, pytest.approx(count.pct))
         assert t.user_attrs["result"]["params"] == count.params and t.values[1] <= 5
         assert t.values[0] == t.user_attrs["result"]["metric"]
-        assert t.user_attrs["result"]["fidelity"]["max_steps"] == 2 and t.user_attrs["result"]["host"]
-    assert study.user_attrs["spec"]["fidelity"]["train_size"] == 64
+        assert trial_result(t.user_attrs)["fidelity"]["max_steps"] == 2 and t.user_attrs["result"]["host"]
+    assert stored_spec(study).fidelity.train_size == 64
 
     listing = json.loads(runner.invoke(app, ["studies", "--storage", url, "--format", "json"]).output)
     assert listing[0]["name"] == "s" and listing[0]["states"] == {"complete": 3}
@@ -56,15 +57,20 @@ def test_search_records_every_trial_and_exports_load_in_peft(search, tmp_path, t
     assert front and {r["trial"] for r in front} <= {0, 1, 2}
 
     from peft import PeftConfig, get_peft_model
-    from transformers import AutoModel
+    from transformers import AutoModelForSequenceClassification
 
     number = front[0]["trial"]
     out = tmp_path / "adapter"
     exported = runner.invoke(app, ["export", "s", "--trial", str(number), "--format", "peft", "--out", str(out),
                                    "--storage", url])
     assert exported.exit_code == 0, exported.output
-    model = get_peft_model(AutoModel.from_pretrained(tiny_bert_dir), PeftConfig.from_pretrained(str(out)))
-    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trials[number].user_attrs["params"]
+    recorded = trial_result(trials[number].user_attrs)
+    assert "AutoModelForSequenceClassification(..., num_labels=2); the trial also trained classifier" in exported.output
+    config = PeftConfig.from_pretrained(str(out))  # loaded the standard way, nothing set by hand
+    model = get_peft_model(AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2), config)
+    assert recorded["head_modules"] == ["classifier"] and recorded["head_params"] == 2 * 32 + 2
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == \
+        trials[number].user_attrs["params"] + recorded["head_params"]
 
 
 def test_resume_with_the_study_name_alone_continues_the_study(search, tmp_path):
@@ -155,7 +161,7 @@ def test_successive_halving_trains_each_rung_for_real_and_fronts_show_top_rung_t
         rungs = t.user_attrs["rungs"]
         assert [r["steps"] for r in rungs] == [1, 2, 4][: len(rungs)]  # the workers really trained that long
         assert t.user_attrs["steps"] == sum(r["steps"] for r in rungs)
-        assert t.user_attrs["result"]["fidelity"]["max_steps"] == rungs[-1]["steps"] == t.user_attrs["result"]["steps"]
+        assert trial_result(t.user_attrs)["fidelity"]["max_steps"] == rungs[-1]["steps"] == t.user_attrs["result"]["steps"]
         assert rungs[-1]["metric"] == t.user_attrs["result"]["metric"]
     for t in complete:
         assert len(t.user_attrs["rungs"]) == 3 and t.values[0] == t.user_attrs["rungs"][-1]["metric"]

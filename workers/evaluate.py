@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from autopeft.backends import apply_plan
+from autopeft.heads import head_modules
 from autopeft.search_spaces.counting import count_plan
 from autopeft.search_spaces.model_structure import ModelError, load_config, model_not_found, structure_of
 from autopeft.search_spaces.plan import Plan
@@ -313,7 +314,8 @@ def _train_and_score(model_name: str, task: str, plan: Plan, fidelity: FidelityS
     bottom.remove()
     return TrialResult(
         metric=metrics[data.task.metric], metric_name=data.task.metric, metrics=metrics, curve=curve,
-        params=count.params, params_pct=count.pct, head_params=head_params, train_seconds=train_seconds,
+        params=count.params, params_pct=count.pct, head_params=head_params,
+        head_modules=list(head_modules(cached.model, cached.head)), train_seconds=train_seconds,
         eval_seconds=eval_seconds, throughput=seen / train_seconds if train_seconds > 0 else 0.0,
         peak_memory_mb=peak_memory_mb(dev), steps=steps, no_grad_layers=no_grad_layers,
         split=data.split_info(), **base,

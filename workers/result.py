@@ -18,7 +18,8 @@ class TrialResult:
       reporting only, present when asked for).
     - `curve`: the held-out `metric` after each pass over the training subset.
     - `params` / `params_pct`: trainable adapter parameters (exactly `count_plan`), and as % of the
-      base model; `head_params`: the task head's trainable parameters, not counted in `params`.
+      base model; `head_params`: the task head's trainable parameters, not counted in `params`, and
+      `head_modules` the modules that hold them (``["classifier"]``; see `autopeft.heads`).
     - `train_seconds` (evaluation excluded), `eval_seconds` (held-out and dev scoring), `throughput`
       (training examples per second), `peak_memory_mb` (CUDA max allocated, or the peak RSS on CPU),
       `steps` (optimizer steps), `no_grad_layers` (blocks run without autograd).
@@ -45,6 +46,7 @@ class TrialResult:
     params: int = 0
     params_pct: float = 0.0
     head_params: int = 0
+    head_modules: list[str] = field(default_factory=list)
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     throughput: float = 0.0

@@ -24,6 +24,7 @@ from autopeft.cli.app import bench_app, fail
 def run_scaling(workers: int, trial_seconds: float, rounds: int, model_dir: str, db: str) -> dict:
     import optuna
 
+    from autopeft.attrs import trial_result
     from autopeft.objective import Objective
     from autopeft.runner import Runner
     from autopeft.search_spaces import load_config, load_space, structure_of
@@ -47,7 +48,7 @@ def run_scaling(workers: int, trial_seconds: float, rounds: int, model_dir: str,
         wall = time.perf_counter() - start
     finally:
         pool.close()
-    evaluator_seconds = {t.number: t.user_attrs["result"]["train_seconds"] for t in study.get_trials(deepcopy=False)}
+    evaluator_seconds = {t.number: trial_result(t.user_attrs)["train_seconds"] for t in study.get_trials(deepcopy=False)}
     overheads = [runner.turnaround[n] - evaluator_seconds[n] for n in runner.turnaround]
     throughput = trials / wall
     ideal = workers / trial_seconds

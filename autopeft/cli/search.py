@@ -232,6 +232,9 @@ def search(
     for limit, label in ((1.0, "under 1% params"), (100.0, "found")):
         best = session.best_under(limit)
         if best is not None:
+            from autopeft.export import trial_format  # peft or adapters: whichever can express that trial
+
+            fmt = trial_format(next(t for t in session.study.get_trials(deepcopy=False) if t.number == best).user_attrs)
             console.print(f"export the best configuration {label}: autopeft export {name} --trial {best} "
-                          f"--format peft --out ./adapter --storage {url}", markup=False)
+                          f"--format {fmt} --out ./adapter --storage {url}", markup=False)
             break

@@ -146,10 +146,12 @@ def export(
     _check_out(out, force)
     st = _open(storage)
     try:
-        path = export_trial(load_study(st, study), trial, format, out)
+        exported = export_trial(load_study(st, study), trial, format, out)
     except (StudyError, PlanError, ModelError, ValueError, MissingExtra) as exc:
         fail(str(exc))
-    typer.echo(str(path))
+    typer.echo(str(exported.path))
+    if format != "yaml":
+        typer.echo(exported.head.instructions(), err=True)
 
 
 def _check_out(out: Path, force: bool) -> None:
