@@ -4,8 +4,9 @@
 the RUNNING trials as pending points), decodes the plan, records the plan and its exact parameter
 count on the trial, hands it to the executor, and tells the study each result. Completed trials
 count towards `spec.execution.trials`; failed ones are recorded with their reason and do not.
-Stale RUNNING trials left by a dead process are failed and their configurations retried (up to
-`execution.max_retries`). On Ctrl-C every running trial is recorded as failed ("interrupted").
+Other processes' RUNNING trials count too: the runner waits for them, failing and retrying (up to
+`execution.max_retries`) those whose process is presumed dead (`autopeft.liveness`). On Ctrl-C every
+running trial is recorded as failed ("interrupted").
 
 With `promotion.enabled` (successive halving, see `autopeft.promotion`) a trial is one configuration
 climbing a ladder of rungs: it is submitted at the lowest rung's step count; after each rung the
@@ -16,7 +17,6 @@ and count towards `execution.trials`; samplers and the Pareto front never see lo
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -26,6 +26,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from autopeft import liveness
 from autopeft.attrs import result_attrs, storable, trial_attr
 from autopeft.executors import Executor, Outcome, make_executor, outcome_from_result
 from autopeft.objective import Objective
@@ -35,7 +36,7 @@ from autopeft.search_spaces.counting import ParamCount
 from autopeft.search_spaces.plan import Plan
 from autopeft.search_spaces.space import SearchSpace
 from autopeft.spec import SearchSpec
-from autopeft.study import OBJECTIVE_ATTR, completed, fail_stale_trials, heartbeat, live_drivers, objective_of, points
+from autopeft.study import OBJECTIVE_ATTR, completed, objective_of, points
 
 #: What a trial ran on, kept as its own small trial attr `resources` for tables: device (``cuda``/``cpu``),
 #: precision of the frozen base (``fp32``, ``bf16``, ``fp16``, ``4bit``, ``8bit``), peak memory (MiB).
@@ -108,6 +109,7 @@ class Runner:
         promotion, max_steps = spec.promotion, spec.fidelity.max_steps
         self.ladder: list[int] | None = (rung_steps(max_steps, promotion.eta, promotion.min_steps)
                                          if promotion.enabled and max_steps else None)
+        self.watch = liveness.Watch(study, spec, self.driver)
 
     # --- setup -----------------------------------------------------------------------------
     def recover(self) -> int:
@@ -115,40 +117,37 @@ class Runner:
 
         Trials of other live search processes on the same study (recent heartbeat) are left alone.
         Configurations whose trial was interrupted (Ctrl-C, SIGTERM) are enqueued again once, without
-        using up a retry: the interruption says nothing about the configuration.
+        using up a retry (see `autopeft.liveness`).
         """
-        stale_after = 3 * self.spec.execution.heartbeat_seconds
-        live = live_drivers(self.study, stale_after=stale_after)
-        stale = fail_stale_trials(self.study, "the process running this trial stopped before it finished", live,
-                                  grace_seconds=stale_after)
-        for trial in stale:
-            attempt = int(trial.user_attrs.get("attempt", 0)) + 1
-            if attempt <= self.spec.execution.max_retries:
-                self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "attempt": attempt})
-        trials = self.study.get_trials(deepcopy=False)
-        retried = {t.user_attrs.get("retry_of") for t in trials}
-        for trial in trials:
-            interrupted = (trial.user_attrs.get("failure") or {}).get("kind") == "interrupted"
-            if trial.state == TrialState.FAIL and interrupted and trial.number not in retried and trial.params:
-                self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number,
-                                                                   "attempt": int(trial.user_attrs.get("attempt", 0))})
+        stale = liveness.sweep(self.study, self.spec)
+        self.progress.last_event = "; ".join(stale.events(self.spec.execution.max_retries, retried=False))
+        liveness.requeue_interrupted(self.study)
         return len(stale)
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self) -> Progress:
         self._load()
-        consecutive_failures = 0
-        stop_beating = self._start_heartbeat()
+        consecutive_failures, waited = 0, False
+        stop_beating = self.watch.start()
         try:
             while True:
                 reached = self._completed_in_db() >= self.spec.execution.trials
                 if not reached:
                     self._fill()
-                if not self._running:  # done, or nothing could be started
-                    break
+                if not self._running:  # done, or every trial counted towards the target is another process's
+                    others = 0 if reached else self._bound_to_complete()
+                    if not others:  # with successive halving other processes' trials never count
+                        break
+                    self._swept(self.watch.wait(others))
+                    waited = True
+                    continue
+                self._swept(self.watch.sweep())
                 for number, payload in self.executor.poll(timeout=1.0):
                     outcome = outcome_from_result(number, payload, self.spec.objectives.metric)
-                    self._record(outcome)
+                    try:
+                        self._record(outcome)
+                    except optuna.exceptions.UpdateFinishedTrialError:  # this process was stopped (Ctrl-Z) so long
+                        self._note(f"trial {number}: result dropped; another search process failed it as stale")
                     consecutive_failures = 0 if outcome.ok else consecutive_failures + 1
                     if consecutive_failures >= 5 + self.executor.capacity:
                         reason = (outcome.failure or {}).get("message", "unknown")
@@ -161,19 +160,19 @@ class Runner:
             raise
         finally:
             stop_beating.set()
+        if waited:  # other processes' trials finished meanwhile: read the final figures
+            self.progress.last_event = f"{self._completed_in_db()} trials complete in the study"
+            self._load()
         return self.progress
 
-    def _start_heartbeat(self) -> threading.Event:
-        """Beat now and every `execution.heartbeat_seconds` from a daemon thread until the event is set."""
-        stop = threading.Event()
-        heartbeat(self.study, self.driver)
+    def _swept(self, stale: liveness.Sweep) -> None:
+        self.progress.failed += len(stale)  # other processes' trials just failed as stale
+        self._note(*stale.events(self.spec.execution.max_retries))
 
-        def beat() -> None:
-            while not stop.wait(self.spec.execution.heartbeat_seconds):
-                heartbeat(self.study, self.driver)
-
-        threading.Thread(target=beat, name="autopeft-heartbeat", daemon=True).start()
-        return stop
+    def _note(self, *lines: str | None) -> None:
+        for line in filter(None, lines):
+            self.progress.last_event = line
+            self.on_progress(self.progress)
 
     def _fill(self) -> None:
         target = self.spec.execution.trials
@@ -255,9 +254,8 @@ class Runner:
             self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             self.progress.failed += 1
             self.progress.last_event = f"trial {trial.number} failed: {(outcome.failure or {}).get('message', '')}"
-            attempt = int(trial.user_attrs.get("attempt", 0)) + 1
-            if outcome.lost and attempt <= self.spec.execution.max_retries:
-                self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "attempt": attempt})
+            if outcome.lost:
+                liveness.requeue(self.study, trial, self.spec.execution.max_retries)
         self._refresh()
 
     def _record_rung(self, running: _Running, outcome: Outcome) -> None:

@@ -260,10 +260,16 @@ def fail_stale_trials(study: optuna.Study, reason: str, live: set[str] = frozens
             return t.user_attrs["driver"] not in live
         return t.datetime_start is None or (now - t.datetime_start).total_seconds() > grace_seconds
 
-    stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if stale_trial(t)]
-    for trial in stale:
-        study._storage.set_trial_user_attr(trial._trial_id, "failure", {"kind": "stale", "message": reason})
+    stale = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not stale_trial(trial):
+            continue
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, "failure", {"kind": "stale", "message": reason})
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # finished meanwhile (e.g. failed as stale by another process sweeping at the same moment)
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        stale.append(trial)
     return stale
 
 

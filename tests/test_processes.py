@@ -58,6 +58,46 @@ def test_driver_killed_mid_search_resumes_without_losing_or_double_counting(tmp_
         assert any(t.user_attrs.get("retry_of") == stale.number for t in trials)
 
 
+@pytest.mark.slow
+def test_driver_killed_and_rerun_at_once_reaches_the_target_with_no_running_trial(tmp_path, tiny_bert_dir, glue_dir):
+    """Issue 14's run: the rerun starts inside the dead driver's grace period (3 x 20 s), counts its RUNNING trial
+    towards the target, and must not end before failing and retrying it (it used to stop at 5 COMPLETE + 1 RUNNING)."""
+    url = f"sqlite:///{tmp_path / 'rerun.db'}"
+    env = env_with_heartbeat(20)
+    first = subprocess.Popen(search_cmd(tiny_bert_dir, glue_dir, url, 6), env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (len(_safe_completed(url)) >= 2 and _running(url)):
+        time.sleep(0.3)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    (killed,) = _running(url)
+    before = {t.number: t.values for t in completed(url)}
+
+    second = subprocess.run(search_cmd(tiny_bert_dir, glue_dir, url, 6), env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert second.returncode == 0, second.stderr
+    assert "left running by a stopped process" not in second.stdout  # the dead driver still looked alive
+    assert f"trial {killed.number}: its search process stopped; failed and queued again" in second.stdout
+    trials = load_study(open_storage(url), "p").get_trials()
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 6 and TrialState.RUNNING not in {t.state for t in trials}
+    assert before == {t.number: t.values for t in done if t.number in before}
+    assert [(t.number, t.user_attrs["failure"]["kind"]) for t in trials if t.state == TrialState.FAIL] == \
+        [(killed.number, "stale")]
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == killed.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    assert len({tuple(sorted(t.params.items())) for t in done}) == 6  # no configuration evaluated twice but it
+
+
+def _running(url):
+    try:
+        study = load_study(open_storage(url), "p")
+    except Exception:  # the study may not exist yet
+        return []
+    return [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING and "driver" in t.user_attrs]
+
+
 def _safe_completed(url):
     try:
         return completed(url)

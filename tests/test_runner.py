@@ -22,9 +22,10 @@ def setup(tmp_path):
     TINY_CONFIGS["bert"]().save_pretrained(config_dir)
     url = f"sqlite:///{tmp_path / 'study.db'}"
 
-    def make(trials=6, evaluator=None, name="s", max_retries=2):
+    def make(trials=6, evaluator=None, name="s", max_retries=2, heartbeat=10.0):
         spec = build_spec({}, {"model": str(config_dir), "space": "lora", "execution.trials": trials,
-                               "budget.max_params_pct": 100, "storage.url": url, "execution.max_retries": max_retries})
+                               "budget.max_params_pct": 100, "storage.url": url, "execution.max_retries": max_retries,
+                               "execution.heartbeat_seconds": heartbeat})
         storage = open_storage(url)
         sampler = optuna.samplers.RandomSampler(seed=trials)
         study = load_study(storage, name, sampler) if name in [s.study_name for s in storage.get_all_studies()] \
@@ -83,6 +84,50 @@ def test_stale_running_trials_are_failed_and_their_configuration_retried(setup):
     assert len(retried) == 1 and retried[0].params == orphan_params and retried[0].state == TrialState.COMPLETE
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
     assert TrialState.RUNNING not in states(runner.study)
+
+
+def orphan_of(runner, driver, beat=True, **attrs):
+    """A RUNNING trial of search process `driver` (which beats once then if `beat`), with user `attrs`."""
+    from autopeft.study import heartbeat
+
+    trial = runner.study.ask()
+    runner.space.suggest(trial)
+    for key, value in {"driver": driver, **attrs}.items():
+        trial.set_user_attr(key, value)
+    if beat:
+        heartbeat(runner.study, driver)
+    return trial
+
+
+def test_running_trials_counted_towards_the_target_are_waited_for_then_failed_once_stale_and_retried(setup):
+    """Another process's trial still inside its grace period (3 x 1 s) counts towards the target: the runner
+    does not stop at completed + running = target, it waits, then fails and retries the trial."""
+    setup(trials=1).run()
+    runner = setup(trials=3, heartbeat=1.0)
+    orphan = orphan_of(runner, "died-a-moment-ago")
+    lines = []
+    runner.on_progress = lambda p: lines.append(p.last_event)
+    assert runner.recover() == 0  # its heartbeat is fresh
+    progress = runner.run()
+    trials = runner.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE,
+                                         TrialState.COMPLETE]
+    assert trials[3].user_attrs["retry_of"] == orphan.number and trials[3].params == orphan.params
+    assert f"trial {orphan.number}: its search process stopped; failed and queued again" in lines
+    assert (progress.completed, progress.failed, progress.running) == (3, 1, 0)
+
+
+def test_a_stale_trial_whose_configuration_used_up_its_retries_is_said_in_one_line_and_replaced(setup):
+    setup(trials=1).run()
+    runner = setup(trials=2, max_retries=1)
+    orphan = orphan_of(runner, "a-process-that-died", beat=False, attempt=1)
+    assert runner.recover() == 1
+    assert runner.progress.last_event == (f"trial {orphan.number}: its search process stopped; not queued again, "
+                                          "its configuration used up its 1 retries (execution.max_retries)")
+    runner.run()
+    trials = runner.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert "retry_of" not in trials[2].user_attrs and trials[2].params != orphan.params
 
 
 def test_a_trial_just_asked_by_another_process_is_not_stale(setup):
