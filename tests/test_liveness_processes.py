@@ -44,7 +44,7 @@ def trials_of(url):
         return []
 
 
-def wait_until(condition, what, timeout=120):
+def wait_until(condition, what, timeout=300):  # generous: process start-up on a loaded 2-core machine
     deadline = time.time() + timeout
     while not condition():
         assert time.time() < deadline, f"timed out waiting for {what}"
