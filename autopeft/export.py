@@ -74,6 +74,9 @@ def trial_plan(study, number: int) -> Plan:
     if trial.state != TrialState.COMPLETE:
         raise ValueError(f"trial {number}: is {trial.state.name.lower()}, not complete; export a complete trial "
                          "(see `autopeft pareto`)")
+    if not isinstance(trial.user_attrs.get("plan"), dict):
+        raise ValueError(f"trial {number}: records no plan (it was not run by autopeft); export another trial "
+                         f"(see `autopeft pareto {study.study_name}`)")
     return Plan.from_dict(trial.user_attrs["plan"])
 
 

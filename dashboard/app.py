@@ -315,6 +315,9 @@ def _export(info: StudyInfo, trial, fmt: str) -> Response:
     if trial.state != TrialState.COMPLETE:
         raise HTTPException(409, f"trial {trial.number}: is {trial.state.name.lower()}, not complete; "
                                  "export a complete trial")
+    if not isinstance(trial.user_attrs.get("plan"), dict):
+        raise HTTPException(409, f"trial {trial.number}: records no plan (it was not run by autopeft); "
+                                 "export another trial")
     try:
         plan = Plan.from_dict(trial.user_attrs["plan"])
         structure = structure_of(load_config(info.spec.model))
