@@ -120,7 +120,11 @@ def complete_trial(study, number: int):
 
 def trial_plan(study, number: int) -> Plan:
     """The plan recorded on completed trial `number`; `ValueError` naming the problem otherwise."""
-    return Plan.from_dict(trial_attr(complete_trial(study, number).user_attrs, "plan"))
+    plan = trial_attr(complete_trial(study, number).user_attrs, "plan")
+    if not isinstance(plan, dict):
+        raise ValueError(f"trial {number}: records no plan (it was not run by autopeft); export another trial "
+                         f"(see `autopeft pareto {study.study_name}`)")
+    return Plan.from_dict(plan)
 
 
 def export_trial(study, number: int, fmt: str, out_dir: str | Path) -> Exported:

@@ -48,8 +48,14 @@ URL_EXAMPLES = "sqlite:///autopeft.db, or postgresql+psycopg://USER:PASS@HOST/DB
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """Connect to the study DB at `url` (any SQLAlchemy URL); one-line `StudyError` when unreachable."""
+    """Connect to the study DB at `url` (any SQLAlchemy URL) to read and write it; one-line `StudyError` when
+    unreachable, and for a SQLite file that is not a study DB or is read-only (`autopeft.dbfile`)."""
     check_url(url)
+    path = sqlite_path(url)
+    if path is not None:
+        from autopeft.dbfile import check_for_writing
+
+        check_for_writing(url, path)
     for attempt in range(3):
         try:
             storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
@@ -73,12 +79,23 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
 
 def open_existing_storage(url: str) -> optuna.storages.RDBStorage:
-    """`open_storage` for commands that only read: a SQLite file that does not exist is an error, not created."""
+    """`open_storage` for commands that only read: a SQLite file that does not exist is an error, not created,
+    and one that does is opened read-only (`autopeft.dbfile.readonly_creator`), so nothing can change it."""
     check_url(url)
     path = sqlite_path(url)
     if path is not None and not path.is_file():
-        raise StudyError(f"storage {redact_url(url)}: no such file {path}; run `autopeft search` first or check --storage")
-    return open_storage(url)
+        what = "is a folder, not a file" if path.is_dir() else "no such file"
+        raise StudyError(f"storage {redact_url(url)}: {what} {path}; run `autopeft search` first or check --storage")
+    if path is None:
+        return open_storage(url)
+    from autopeft.dbfile import readonly_creator
+
+    creator = readonly_creator(url, path)
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs={"creator": creator}, skip_table_creation=True)
+    except Exception as exc:  # an Optuna schema this version cannot read, mostly
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyError(f"cannot read storage {redact_url(url)}: {_scrub(reason, url)}; check --storage") from None
 
 
 def sqlite_path(url: str):
@@ -113,6 +130,9 @@ def check_url(url: str) -> None:
         raise StudyError(f"storage {redact_url(url)!r}: not a database URL; expected e.g. {URL_EXAMPLES}") from None
     except ImportError:
         return  # a missing driver is reported by open_storage
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise StudyError(f"storage {redact_url(url)}: an in-memory SQLite database, gone when the command ends; pass a file, "
+                         "e.g. sqlite:///autopeft.db")
     path = sqlite_path(url)
     if path is not None and not path.parent.is_dir():
         raise StudyError(f"storage {redact_url(url)}: folder {path.parent} does not exist; create it or check --storage")

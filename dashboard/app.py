@@ -317,6 +317,9 @@ def _export(info: StudyInfo, trial, fmt: str) -> Response:
     if trial.state != TrialState.COMPLETE:
         raise HTTPException(409, f"trial {trial.number}: is {trial.state.name.lower()}, not complete; "
                                  "export a complete trial")
+    if not isinstance(trial.user_attrs.get("plan"), dict):
+        raise HTTPException(409, f"trial {trial.number}: records no plan (it was not run by autopeft); "
+                                 "export another trial")
     try:
         with tempfile.TemporaryDirectory(prefix="autopeft-export-") as tmp:
             path = export_frozen_trial(trial, info.spec, fmt, tmp).path

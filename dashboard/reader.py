@@ -181,6 +181,8 @@ class StudyReader:
 
     def trial(self, study_id: int, number: int) -> FrozenTrial:
         """One trial with every field, through Optuna's storage API; `KeyError` when there is none."""
+        if not 0 <= number < 2**63:  # SQLite's INTEGER range; a larger number cannot even be looked up
+            raise KeyError(f"trial {number}: no such trial in this study")
         try:
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
         except KeyError:

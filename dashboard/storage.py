@@ -1,7 +1,8 @@
 """Open the study DB read-only.
 
-SQLite is opened through a `file:...?mode=ro` URI, so the file cannot be written (nor created when it
-is missing); PostgreSQL sessions start with `default_transaction_read_only=on`. Optuna's table
+SQLite is opened through a `file:...?mode=ro` URI (`autopeft.dbfile.readonly_creator`: also a WAL-mode
+DB in a read-only folder, and a file that is not a study DB is refused), so the file cannot be written
+(nor created when it is missing); PostgreSQL sessions start with `default_transaction_read_only=on`. Optuna's table
 creation is skipped; its schema-version check only reads.
 """
 
@@ -28,8 +29,9 @@ def readonly_url(url: str) -> tuple[str, dict[str, Any]]:
         path = Path(database).expanduser().resolve()
         if not path.is_file():
             raise StudyError(f"storage {redact_url(url)}: no such file {path}; run `autopeft search` first or check --storage")
-        ro = parsed.set(database=f"file:{path}?mode=ro", query={**parsed.query, "uri": "true"})
-        return ro.render_as_string(hide_password=False), {"connect_args": {"timeout": 30, "check_same_thread": False}}
+        from autopeft.dbfile import readonly_creator
+
+        return url, {"creator": readonly_creator(url, path)}
     if backend == "postgresql":
         return url, {"connect_args": {"options": "-c default_transaction_read_only=on"}, "pool_pre_ping": True}
     return url, {"pool_pre_ping": True}

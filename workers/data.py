@@ -31,6 +31,7 @@ class Examples:
 
     texts: list[tuple[str, ...]]
     labels: list[float] | list[int]
+    dropped: tuple[int, ...] = ()  # lines (rows of a hub split) left out for having no label (unlabeled=drop)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -44,7 +45,8 @@ class TaskData:
     """The splits of one task at one seed: `train` (trained on), `heldout` (search metric), `dev` (reporting).
 
     `train_rows` / `heldout_rows` are the 0-based row numbers, in the training source, of the examples
-    in `train` / `heldout` (data rows; a header row is not counted).
+    in `train` / `heldout` (data rows; a header row is not counted; with ``unlabeled=drop``, counted
+    after the rows without a label were left out). `notes`: one line per split that left rows out.
     """
 
     task: TaskSpec
@@ -56,6 +58,7 @@ class TaskData:
     heldout_rows: tuple[int, ...] = ()
     seed: int = 0
     heldout_fraction: float = 0.0
+    notes: tuple[str, ...] = ()
 
     @property
     def num_labels(self) -> int:
@@ -70,6 +73,7 @@ class TaskData:
             "seed": self.seed, "heldout_fraction": self.heldout_fraction, "stratified": self.task.kind == "classification",
             "train_rows_sha1": _digest(self.train_rows), "heldout_rows_sha1": _digest(self.heldout_rows),
             "labels": list(self.labels) if self.labels else None,
+            **({"notes": list(self.notes)} if self.notes else {}),
         }
 
 
@@ -79,10 +83,18 @@ def _digest(rows: tuple[int, ...]) -> str:
 
 def _read_file(path: Path, task: TaskSpec) -> tuple[list[dict | list], list[str] | None]:
     """Rows of a CSV/TSV/JSONL file, and its column names (None for a header-less file)."""
+    rows, header, _ = read_rows(path, task)
+    return rows, header
+
+
+def read_rows(path: Path, task: TaskSpec) -> tuple[list[dict | list], list[str] | None, list[int]]:
+    """Rows of a CSV/TSV/JSONL file, its column names (None for a header-less file), and each row's line
+    number in the file (1-based; the last line of a CSV record that spans several)."""
     if not path.is_file():
         raise DataError(f"{path}: data file not found; check --data-dir or the task path")
+    rows: list = []
+    lines: list[int] = []
     if task.file_format == "jsonl":
-        rows = []
         with open_text(path) as f:
             for n, line in enumerate(f, 1):
                 if line.strip():
@@ -93,14 +105,18 @@ def _read_file(path: Path, task: TaskSpec) -> tuple[list[dict | list], list[str]
                     if not isinstance(row, dict):
                         raise DataError(f"{path}:{n}: not a JSON object; JSONL needs one object per line")
                     rows.append(row)
-        return rows, sorted({k for r in rows for k in r})
+                    lines.append(n)
+        return rows, sorted({k for r in rows for k in r}), lines
     delimiter = "," if task.file_format == "csv" else "\t"
     quoting = csv.QUOTE_MINIMAL if task.file_format == "csv" else csv.QUOTE_NONE
     with open_text(path) as f:  # rows that are all empty (",,," from a spreadsheet) are skipped, as blank lines are
-        if task.header:
-            reader = csv.DictReader(f, delimiter=delimiter, quoting=quoting)
-            return [r for r in reader if any(r.values())], list(reader.fieldnames or [])
-        return [r for r in csv.reader(f, delimiter=delimiter, quoting=quoting) if any(r)], None
+        reader = (csv.DictReader(f, delimiter=delimiter, quoting=quoting) if task.header
+                  else csv.reader(f, delimiter=delimiter, quoting=quoting))
+        for row in reader:
+            if any(row.values() if task.header else row):
+                rows.append(row)
+                lines.append(reader.line_num)
+        return rows, (list(reader.fieldnames or []) if task.header else None), lines
 
 
 def _read_hub(split: HubSplit, task: TaskSpec) -> tuple[list[dict], list[str]]:
@@ -135,9 +151,16 @@ def read_examples(source: Path | HubSplit, task: TaskSpec, labels: tuple[str, ..
                   ) -> tuple[Examples, tuple[str, ...] | None]:
     """Examples of one split, checked; class labels are mapped to indices with `labels` (read from data if None).
 
-    Returns (examples, labels in class-index order) — labels None for regression.
+    Returns (examples, labels in class-index order) — labels None for regression. A row whose label is
+    empty or absent is a `DataError` naming the lines and their count, or, with the task's
+    ``unlabeled=drop``, left out (their lines in `Examples.dropped`); it never becomes a class.
     """
-    rows, header = _read_hub(source, task) if isinstance(source, HubSplit) else _read_file(source, task)
+    if isinstance(source, HubSplit):
+        rows, header = _read_hub(source, task)
+        lines, where = list(range(1, len(rows) + 1)), "row"
+    else:
+        rows, header, lines = read_rows(source, task)
+        where = "line"
     if not rows:
         raise DataError(f"{source}: no examples in this split")
     columns = (*_text_columns(task, header, source), task.label_column)
@@ -146,19 +169,28 @@ def read_examples(source: Path | HubSplit, task: TaskSpec, labels: tuple[str, ..
         if missing:
             raise DataError(f"{source}: missing column(s) {', '.join(map(str, missing))}; "
                             f"the file has {', '.join(map(str, header))}")
-    first = 2 if header is not None and task.file_format != "jsonl" else 1
-    texts, raw = [], []
-    for n, row in enumerate(rows, first):
+    texts, raw, unlabeled = [], [], []
+    for n, row in zip(lines, rows, strict=True):
         try:
-            texts.append(tuple("" if row[c] is None else str(row[c]) for c in columns[:-1]))
-            raw.append("" if row[columns[-1]] is None else str(row[columns[-1]]).strip())
+            text = tuple("" if row[c] is None else str(row[c]) for c in columns[:-1])
         except (IndexError, KeyError):
-            raise DataError(f"{source}: line {n} has no column {_missing_in(row, columns)}") from None
+            raise DataError(f"{source}: {where} {n} has no column {_missing_in(row, columns)}") from None
+        label = _cell(row, columns[-1])
+        if label == "":
+            unlabeled.append(n)
+            continue
+        texts.append(text)
+        raw.append(label)
+    if unlabeled and not task.drop_unlabeled:
+        raise DataError(_unlabeled_message(source, task, unlabeled, where))
+    if not raw:
+        raise DataError(f"{source}: no row has a label (column {task.label_column!r}); label the examples")
+    dropped = tuple(unlabeled)
     if task.kind == "regression":
         bad = next((v for v in raw if not _is_number(v)), None)
         if bad is not None:
             raise DataError(f"{source}: regression label {bad!r} is not a number; regression needs numeric labels")
-        return Examples(texts, [float(v) for v in raw]), None
+        return Examples(texts, [float(v) for v in raw], dropped), None
     if labels is None:
         labels = tuple(sorted(set(raw), key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0.0, v)))
         if len(labels) < 2:
@@ -168,7 +200,25 @@ def read_examples(source: Path | HubSplit, task: TaskSpec, labels: tuple[str, ..
     if unknown:
         raise DataError(f"{source}: unknown label(s) {', '.join(map(repr, unknown[:5]))}; "
                         f"expected one of {', '.join(map(repr, labels))}")
-    return Examples(texts, [index[v] for v in raw]), labels
+    return Examples(texts, [index[v] for v in raw], dropped), labels
+
+
+def _cell(row: dict | list, column: str | int) -> str:
+    """The stripped text of a label cell; "" when it is empty, null or absent (a short row)."""
+    try:
+        value = row[column]
+    except (IndexError, KeyError):
+        return ""
+    return "" if value is None else str(value).strip()
+
+
+def _unlabeled_message(source: object, task: TaskSpec, lines: list[int], where: str) -> str:
+    shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
+    rows = "1 row has" if len(lines) == 1 else f"{len(lines)} rows have"
+    fix = "label them" if task.name.startswith("glue:") else \
+        "label them, or add unlabeled=drop to the task's options (PATH?unlabeled=drop) to leave them out"
+    where += "s" if len(lines) > 1 else ""
+    return f"{source}: {rows} no label (column {task.label_column!r} empty or absent; {where} {shown}); {fix}"
 
 
 def _missing_in(row: dict | list, columns: tuple) -> str:
@@ -229,6 +279,15 @@ def load_task_data(task: TaskSpec, *, seed: int, heldout_fraction: float, train_
                         "and still train; add examples or change fidelity.heldout_fraction")
     train_rows, heldout_rows = subset(rest, train_size, seed), subset(held, eval_size, seed + 1)
     dev = read_examples(task.dev_source, task, labels)[0] if task.dev_source is not None else None
+    notes = tuple(_dropped_note(source, split) for source, split in ((task.train_source, full), (task.dev_source, dev))
+                  if split is not None and split.dropped)
     return TaskData(task=task, labels=labels, train=full.take(train_rows), heldout=full.take(heldout_rows), dev=dev,
                     train_rows=tuple(train_rows), heldout_rows=tuple(heldout_rows), seed=seed,
-                    heldout_fraction=heldout_fraction)
+                    heldout_fraction=heldout_fraction, notes=notes)
+
+
+def _dropped_note(source: object, split: Examples) -> str:
+    lines = split.dropped
+    shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
+    return (f"{source}: left out {len(lines)} row(s) without a label (unlabeled=drop; line(s) {shown}); "
+            f"{len(split)} remain")

@@ -21,6 +21,7 @@ import contextlib
 import copy
 import random
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,13 +66,17 @@ def check_task(model: str, task: str, fidelity: FidelitySpec, data_dir: str | Pa
     """Read and check the task's data now, so data errors surface before any training (`DataError`).
 
     Language-model tasks (`lm_evaluate.check_lm_task`) also check the model kind, the metric at this
-    fidelity and, given the `device` trials run on, the precision settings (`ModelError`).
+    fidelity and, given the `device` trials run on, the precision settings (`ModelError`). Rows the
+    task's ``unlabeled=drop`` left out are counted on stderr (`TaskData.notes`), once per search.
     """
     if lm_kind(task) is not None:
         from autopeft.workers.lm_evaluate import check_lm_task
 
         return check_lm_task(model, task, fidelity, device)
-    return task_data(task, fidelity, data_dir)
+    data = task_data(task, fidelity, data_dir)
+    for note in data.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return data
 
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")

@@ -23,7 +23,9 @@ A task is named in one of two ways:
   class-index order (default: the labels found in the training file, numbers first in numeric
   order, then the rest alphabetically); ``metric``: the metric the search maximises (default
   ``accuracy``, ``pearson`` for regression); ``dev``: a dev file of the same layout, kept for final
-  reporting.
+  reporting; ``unlabeled``: what a row whose label is empty or absent means, ``error`` (default: the
+  data is refused, naming the lines) or ``drop`` (the row is left out, and the search says how many).
+  A row without a label never becomes a class of its own.
 
 Language-model tasks (``kind=causal-lm``, ``kind=seq2seq``) take the same file syntax; see
 `autopeft.workers.lm_tasks`.
@@ -84,6 +86,7 @@ class TaskSpec:
     labels: tuple[str, ...] | None = None
     header: bool = True
     file_format: str = "tsv"  # "csv" | "tsv" | "jsonl" | "hub"
+    drop_unlabeled: bool = False  # unlabeled=drop: rows without a label are left out (else they are an error)
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -173,7 +176,7 @@ def split_task_options(spec: str) -> tuple[str, dict[str, str]]:
     path_text, _, query = spec.partition("?")
     query = query.replace("+", "%2B")
     return path_text, {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
-_OPTIONS = ("text", "label", "kind", "labels", "metric", "dev")
+_OPTIONS = ("text", "label", "kind", "labels", "metric", "dev", "unlabeled")
 
 
 def _file_task(spec: str, task: str) -> TaskSpec:
@@ -200,8 +203,12 @@ def _file_task(spec: str, task: str) -> TaskSpec:
     metric = options.get("metric", allowed[0])
     if metric not in allowed:
         raise DataError(f"task {task}: metric: expected one of {', '.join(allowed)} for {kind}, got {metric!r}")
+    unlabeled = options.get("unlabeled") or "error"
+    if unlabeled not in ("error", "drop"):
+        raise DataError(f"task {task}: unlabeled: expected error or drop, got {unlabeled!r}")
     dev = Path(options["dev"]) if options.get("dev") else None
     if dev is not None and FILE_FORMATS.get(dev.suffix.lower()) != file_format:
         raise DataError(f"task {task}: dev: expected a {file_format} file like the training file, got {dev}")
     return TaskSpec(name=path.name, kind=kind, text_columns=texts, label_column=options.get("label") or "label",
-                    metric=metric, train_source=path, dev_source=dev, labels=labels, file_format=file_format)
+                    metric=metric, train_source=path, dev_source=dev, labels=labels, file_format=file_format,
+                    drop_unlabeled=unlabeled == "drop")

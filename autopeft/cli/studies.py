@@ -96,8 +96,8 @@ def print_pareto(study, spec: SearchSpec, console: Console) -> None:
     table = Table("trial", escape(f"{objective.metric} {objective.arrow}"), "params % ↓", "params", "plan",
                   title=escape(f"Pareto front of {study.study_name}"))
     for r in pareto_rows(study):
-        table.add_row(str(r["trial"]), f"{r['metric']:.4f}", f"{r['params_pct']:.4f}", f"{r['params']:,}",
-                      escape(r["plan"]))
+        params = f"{r['params']:,}" if isinstance(r["params"], int) else "-"  # a trial autopeft did not run
+        table.add_row(str(r["trial"]), f"{r['metric']:.4f}", f"{r['params_pct']:.4f}", params, escape(r["plan"]))
     console.print(table)
 
 
@@ -146,9 +146,13 @@ def export(
     _check_out(out, force)
     st = _open(storage)
     try:
+        if not 0 <= trial < 2**63:  # beyond SQLite's INTEGER: not a trial number of any study
+            raise StudyError(f"trial {trial}: no such trial in study {study!r}; pick one from `autopeft pareto {study}`")
         exported = export_trial(load_study(st, study), trial, format, out)
     except (StudyError, PlanError, ModelError, ValueError, MissingExtra) as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"--out {out}: cannot write there ({exc.strerror or exc}); pass a folder you can write to")
     typer.echo(str(exported.path))
     if format != "yaml":
         typer.echo(exported.head.instructions(), err=True)
@@ -158,6 +162,9 @@ def _check_out(out: Path, force: bool) -> None:
     """Refuse (one line) to write into a file path, or into a folder that already holds files unless `force`."""
     if out.exists() and not out.is_dir():
         fail(f"--out {out}: is a file; pass a folder to write the configuration into")
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        fail(f"--out {out}: {blocker} is a file, not a folder; pass a folder to write the configuration into")
     if out.is_dir() and not force:
         held = sorted(p.name for p in out.iterdir())
         if held:
