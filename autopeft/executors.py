@@ -2,7 +2,7 @@
 
 An `Executor` takes a trial's plan (its `autopeft-plan/v1` dict, cheap to send) with optional
 fidelity overrides and returns finished trials as (number, workers `TrialResult` or `WorkerLost`);
-`outcome_from_result` turns those into an `Outcome` the runner (or `autopeft.refine`) records.
+`outcome_from_result` turns those into an `Outcome` the runner (or `autopeft.refine_run`) records.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def make_executor(spec: SearchSpec, evaluate: Evaluate | None = None) -> Executo
     """Ray actors (local Ray, or the cluster at `execution.ray_address`), or in-process when `inline`.
 
     `evaluate` (picklable; default: `evaluate_plan_dict` at `spec.fidelity`) is what each worker runs
-    on a submitted payload; `autopeft.refine` passes its own to vary the fidelity per run.
+    on a submitted payload; `autopeft.refine_run` passes its own to vary the fidelity per run.
     """
     from functools import partial
 

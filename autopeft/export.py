@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
-from autopeft.attrs import trial_attr, trial_result
 from autopeft.backends import ADAPTER_NAME, adapters_config, peft_config
 from autopeft.heads import TaskHead, trial_head
 from autopeft.optional import require_adapters
@@ -28,6 +27,7 @@ from autopeft.search_spaces import families
 from autopeft.search_spaces.counting import check_buildable
 from autopeft.search_spaces.model_structure import ModelStructure
 from autopeft.search_spaces.plan import Plan
+from autopeft.store.attrs import trial_attr, trial_result
 
 FORMATS = families.FORMATS
 
@@ -106,9 +106,10 @@ def complete_trial(study, number: int):
     """Completed trial `number` of `study` (a `FrozenTrial`); `ValueError` naming the problem otherwise."""
     from optuna.trial import TrialState
 
-    storage = study._storage
+    from autopeft.store import trial_by_number
+
     try:
-        trial = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+        trial = trial_by_number(study, number)
     except KeyError:
         raise ValueError(f"trial {number}: no such trial in study {study.study_name!r}; pick one from "
                          f"`autopeft pareto {study.study_name}`") from None
@@ -129,7 +130,7 @@ def trial_plan(study, number: int) -> Plan:
 
 def export_trial(study, number: int, fmt: str, out_dir: str | Path) -> Exported:
     """Write completed trial `number` of an autopeft study as `fmt` (see `export_plan`)."""
-    from autopeft.study import stored_spec
+    from autopeft.store import stored_spec
 
     spec = stored_spec(study)
     return export_frozen_trial(complete_trial(study, number), spec, fmt, out_dir)

@@ -2,7 +2,7 @@
 
 The second objective is always trainable parameters as % of the model, minimised. A metric's
 direction travels with it: the study stores it (Optuna's study directions, and the `objective`
-user attr written by `autopeft.study.create_study`), and everything that ranks trials — samplers,
+user attr written by `autopeft.store.create_study`), and everything that ranks trials — samplers,
 the Pareto front, hypervolume, promotion, refinement, tables, the dashboard — reads it from there.
 Code that ranks works in *maximisation form*: ``oriented(value) = sign * value``.
 """

@@ -5,7 +5,7 @@ the RUNNING trials as pending points), decodes the plan, records the plan and it
 count on the trial, hands it to the executor, and tells the study each result. Completed trials
 count towards `spec.execution.trials`; failed ones are recorded with their reason and do not.
 Other processes' RUNNING trials count too: the runner waits for them, failing and retrying (up to
-`execution.max_retries`) those whose process is presumed dead (`autopeft.liveness`). On Ctrl-C every
+`execution.max_retries`) those whose process is presumed dead (`autopeft.store.liveness`). On Ctrl-C every
 running trial is recorded as failed ("interrupted").
 
 With `promotion.enabled` (successive halving, see `autopeft.promotion`) a trial is one configuration
@@ -26,8 +26,6 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from autopeft import liveness
-from autopeft.attrs import result_attrs, storable, trial_attr
 from autopeft.executors import Executor, Outcome, make_executor, outcome_from_result
 from autopeft.objective import Objective
 from autopeft.pareto import hypervolume, pareto_indices
@@ -36,7 +34,8 @@ from autopeft.search_spaces.counting import ParamCount
 from autopeft.search_spaces.plan import Plan
 from autopeft.search_spaces.space import SearchSpace
 from autopeft.spec import SearchSpec
-from autopeft.study import OBJECTIVE_ATTR, completed, objective_of, points
+from autopeft.store import OBJECTIVE_ATTR, completed, count_trials, liveness, objective_of, points
+from autopeft.store.attrs import result_attrs, storable, trial_attr
 
 #: What a trial ran on, kept as its own small trial attr `resources` for tables: device (``cuda``/``cpu``),
 #: precision of the frozen base (``fp32``, ``bf16``, ``fp16``, ``4bit``, ``8bit``), peak memory (MiB).
@@ -117,7 +116,7 @@ class Runner:
 
         Trials of other live search processes on the same study (recent heartbeat) are left alone.
         Configurations whose trial was interrupted (Ctrl-C, SIGTERM) are enqueued again once, without
-        using up a retry (see `autopeft.liveness`).
+        using up a retry (see `autopeft.store.liveness`).
         """
         stale = liveness.sweep(self.study, self.spec)
         self.progress.last_event = "; ".join(stale.events(self.spec.execution.max_retries, retried=False))
@@ -176,9 +175,8 @@ class Runner:
 
     def _fill(self) -> None:
         target = self.spec.execution.trials
-        storage, study_id = self.study._storage, self.study._study_id
         while len(self._running) < self.executor.capacity and (
-            storage.get_n_trials(study_id, state=TrialState.COMPLETE) + self._bound_to_complete() < target
+            count_trials(self.study, TrialState.COMPLETE) + self._bound_to_complete() < target
         ):
             trial = self._asked = self.study.ask()  # failed by _abandon if interrupted before it is registered
             plan = self.space.suggest(trial)
@@ -210,7 +208,7 @@ class Runner:
         """Running trials that become COMPLETE unless they fail: every RUNNING one in the study, or with
         successive halving only this process's trials at the top rung (the others may be pruned)."""
         if self.ladder is None:
-            return self.study._storage.get_n_trials(self.study._study_id, state=TrialState.RUNNING)
+            return count_trials(self.study, TrialState.RUNNING)
         return sum(r.rung == len(self.ladder) - 1 for r in self._running.values())
 
     def _submit(self, running: _Running) -> None:
@@ -234,7 +232,7 @@ class Runner:
             return
         trial = running.trial
         if outcome.attrs:
-            for key, value in result_attrs(outcome.attrs).items():  # `result` and its long parts (autopeft.attrs)
+            for key, value in result_attrs(outcome.attrs).items():  # `result` and its long parts (autopeft.store.attrs)
                 trial.set_user_attr(key, value)
             trial.set_user_attr("resources", {k: outcome.attrs.get(k) for k in RESOURCE_KEYS})
         if self.ladder is not None:
@@ -326,7 +324,7 @@ class Runner:
 
     def _completed_in_db(self) -> int:
         """Completed trials in the DB, by every process working on this study (one COUNT query)."""
-        return self.study._storage.get_n_trials(self.study._study_id, state=TrialState.COMPLETE)
+        return count_trials(self.study, TrialState.COMPLETE)
 
     def _refresh(self) -> None:
         objective = self.objective
@@ -396,7 +394,7 @@ def prepare_search(spec: SearchSpec, name: str, executor: Executor | None = None
     from autopeft.optim import make_sampler
     from autopeft.optional import require_adapters
     from autopeft.search_spaces import load_config, load_space, structure_of
-    from autopeft.study import create_study, load_study, open_storage, save_spec, study_names
+    from autopeft.store import create_study, load_study, open_storage, save_spec, study_names
     from autopeft.workers import check_task
 
     space = load_space(spec.space, structure_of(load_config(spec.model)))
@@ -479,7 +477,7 @@ def warm_start(study: optuna.Study, source: optuna.Study, space: SearchSpace) ->
     The source must use the same space on a model with the same layer count (e.g. the same model
     family on another task, as in the AutoPEFT paper's transfer experiments). Returns how many.
     """
-    from autopeft.study import pareto_trials
+    from autopeft.store import pareto_trials
 
     dims = space.distributions()
     front = pareto_trials(source)

@@ -23,7 +23,7 @@ from autopeft.objective import Objective
 from autopeft.search_spaces import load_space, structure_of
 from autopeft.search_spaces.model_structure import load_config
 from autopeft.spec import build_spec
-from autopeft.study import create_study
+from autopeft.store import create_study
 
 # BERT-base shaped config (no weights): 12 layers, hidden 768. Counting needs the config alone.
 BERT_BASE = {"model_type": "bert", "architectures": ["BertModel"], "hidden_size": 768, "num_hidden_layers": 12,

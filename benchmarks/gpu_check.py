@@ -40,7 +40,7 @@ def trials_of(url: str, study: str, device: str, precision: str) -> list[dict]:
     """The completed trials' results, after checking each ran on `device` at `precision` with peak memory recorded."""
     from optuna.trial import TrialState
 
-    from autopeft.study import load_study, open_storage
+    from autopeft.store import load_study, open_storage
 
     rows = []
     for t in load_study(open_storage(url), study).get_trials():

@@ -24,7 +24,6 @@ from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from autopeft.attrs import trial_attr
 from autopeft.dashboard import figures, pages
 from autopeft.dashboard.data import (
     STATES,
@@ -34,16 +33,16 @@ from autopeft.dashboard.data import (
     pareto_front_info,
     plan_info,
     refinement_info,
-    study_summary,
     trial_detail,
     trial_table,
 )
-from autopeft.dashboard.reader import StudyInfo, StudyReader, TrialRow
-from autopeft.dashboard.storage import open_readonly
-from autopeft.refinement import read_refinement
 from autopeft.search_spaces import families
 from autopeft.search_spaces.families import NAMES as FAMILIES
-from autopeft.study import StudyError, spec_record
+from autopeft.store import StudyError, spec_record, summarize
+from autopeft.store.attrs import trial_attr
+from autopeft.store.connect import open_readonly
+from autopeft.store.linked import read_refinement
+from autopeft.store.reader import StudyInfo, StudyReader, TrialRow
 
 STATIC = Path(__file__).parent / "static"
 TOKEN_COOKIE = "autopeft_dashboard_token"
@@ -147,7 +146,7 @@ class Views:
         by_number = {r.number: r for r in rows}
         return StudyView(
             version=version, info=info, rows=rows,
-            summary=study_summary(info.study_id, info.name, spec, rows, objective, refinements or []).to_dict(),
+            summary=summarize(info, rows, refinements or []).to_dict(),
             pareto=pareto, pareto_numbers=numbers,
             hypervolume=hypervolume_info(rows, objective.reference_point(budget), objective.maximize),
             layer_map=layer_map_info([by_number[p.number] for p in pareto.front]),
@@ -317,7 +316,7 @@ def _export(info: StudyInfo, trial, fmt: str) -> Response:
     if trial.state != TrialState.COMPLETE:
         raise HTTPException(409, f"trial {trial.number}: is {trial.state.name.lower()}, not complete; "
                                  "export a complete trial")
-    if not isinstance(trial.user_attrs.get("plan"), dict):
+    if not isinstance(trial_attr(trial.user_attrs, "plan"), dict):  # a long plan is stored as JSON text
         raise HTTPException(409, f"trial {trial.number}: records no plan (it was not run by autopeft); "
                                  "export another trial")
     try:

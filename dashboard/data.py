@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from autopeft.attrs import RESULT_PARTS, readable, trial_result
-from autopeft.dashboard.reader import TrialRow
-from autopeft.objective import Objective
-from autopeft.pareto import hypervolume, hypervolume_history, pareto_indices
-from autopeft.refinement import Comparison, Refinement, compare
+from autopeft.pareto import hypervolume_history
+from autopeft.refine_compare import Comparison, Refinement, compare
 from autopeft.search_spaces import families
 from autopeft.search_spaces.families import NAMES as FAMILIES
+from autopeft.store.attrs import RESULT_PARTS, readable, trial_result
+from autopeft.store.reader import TrialRow
+from autopeft.store.summary import complete_rows, front
 
 STATES = ("complete", "running", "waiting", "fail", "pruned")
 SIZE_NAMES = {name: families.get(name).size_name for name in FAMILIES}  # what a size means: rank, width, ...
@@ -56,11 +56,10 @@ class ParetoFrontInfo:
 
 
 def pareto_front_info(rows: Sequence[TrialRow], budget_pct: float | None, maximize: bool = True) -> ParetoFrontInfo:
-    done = [r for r in rows if r.state == "complete" and r.metric is not None and r.params_pct is not None]
-    front_idx = pareto_indices([(r.metric, r.params_pct) for r in done], maximize)
-    on_front = set(front_idx)
-    front = [_point(done[i]) for i in front_idx]
-    dominated = [_point(r) for i, r in enumerate(done) if i not in on_front]
+    done = complete_rows(rows)
+    optimal = front(rows, maximize)
+    on_front = {r.number for r in optimal}
+    dominated = [_point(r) for r in done if r.number not in on_front]
     failed = [Point(r.number, None, r.params_pct, r.summary, _failure_text(r.failure))
               for r in rows if r.state == "fail" and r.params_pct is not None]
     failed_y = None
@@ -69,7 +68,7 @@ def pareto_front_info(rows: Sequence[TrialRow], budget_pct: float | None, maximi
         low, high = (min(metrics), max(metrics)) if metrics else (0.0, 1.0)
         margin = 0.05 * max(high - low, 0.01)
         failed_y = low - margin if maximize else high + margin
-    return ParetoFrontInfo(front=front, dominated=dominated, failed=failed, budget_pct=budget_pct, failed_y=failed_y)
+    return ParetoFrontInfo(front=[_point(r) for r in optimal], dominated=dominated, failed=failed, budget_pct=budget_pct, failed_y=failed_y)
 
 
 def _point(r: TrialRow) -> Point:
@@ -216,56 +215,6 @@ def plan_info(plan: dict[str, Any], summary: str = "") -> PlanInfo:
                     summary=summary)
 
 
-# --- study summary -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StudySummaryInfo:
-    """One row of the studies page; the same figures as `autopeft.study.summarize` (and `autopeft studies`)."""
-
-    study_id: int
-    name: str
-    model: str
-    task: str
-    space: str
-    metric: str
-    direction: str  # of the metric: maximize | minimize
-    budget_pct: float | None
-    states: dict[str, int]
-    trials: int
-    best_metric: float | None
-    best_trial: int | None
-    hypervolume: float
-    pareto_size: int
-    last_update: str | None
-    refinements: list[str] = field(default_factory=list)  # linked studies of `autopeft refine`
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def study_summary(study_id: int, name: str, spec, rows: Sequence[TrialRow], objective: Objective,
-                  refinements: Sequence[str] = ()) -> StudySummaryInfo:
-    """`spec` is the study's `SearchSpec`; the budget is `budget.max_params_pct` (100 when unset);
-    `objective` the study's metric, direction and reference value."""
-    states: dict[str, int] = {}
-    for r in rows:
-        states[r.state] = states.get(r.state, 0) + 1
-    done = [r for r in rows if r.state == "complete" and r.metric is not None and r.params_pct is not None]
-    reference = objective.reference_point(spec.budget.max_params_pct)
-    within = [r for r in done if r.params_pct <= reference[1]]
-    best = max(within, key=lambda r: (objective.sign * r.metric, -r.params_pct, -r.number)) if within else None
-    points = [(r.metric, r.params_pct) for r in done]
-    stamps = [r.complete or r.start for r in rows if r.complete or r.start]
-    return StudySummaryInfo(
-        study_id=study_id, name=name, model=spec.model, task=spec.task, space=spec.space,
-        metric=objective.metric, direction=objective.direction, budget_pct=spec.budget.max_params_pct, states=states,
-        trials=len(rows), best_metric=best.metric if best else None, best_trial=best.number if best else None,
-        hypervolume=hypervolume(points, reference, objective.maximize),
-        pareto_size=len(pareto_indices(points, objective.maximize)),
-        last_update=max(stamps).isoformat(timespec="seconds") if stamps else None,
-        refinements=list(refinements),
-    )
-
-
 # --- trials table ------------------------------------------------------------------------------
 SortKey = Literal["number", "metric", "params_pct", "params", "state"]
 
@@ -343,7 +292,7 @@ RESULT_KEYS = ("metric", "metrics", "status", "fidelity", "seed", "train_seconds
 def trial_detail(trial, study_id: int, pareto: bool) -> dict[str, Any]:
     """Everything the trial page shows of an Optuna `FrozenTrial` made by autopeft.
 
-    The worker's result is the `result` attribute and its parts (see `autopeft.attrs`); its fields are read
+    The worker's result is the `result` attribute and its parts (see `autopeft.store.attrs`); its fields are read
     as if they were attributes of their own, the trial's own attributes (plan, params, failure) winning.
     """
     result = trial_result(trial.user_attrs)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from autopeft.refine import _open_linked
-from autopeft.refinement import refined_name
+from autopeft.refine_run import _open_linked
 from autopeft.spec import FidelitySpec
+from autopeft.store.linked import refined_name
 
 
 def add_refinement(storage, source: str, values: dict[int, list[float]], name: str | None = None,

@@ -23,7 +23,7 @@ from autopeft.objective import ACCURACY
 from autopeft.runner import Runner
 from autopeft.search_spaces import load_config, load_space, structure_of
 from autopeft.spec import build_spec
-from autopeft.study import create_study, load_study, open_storage, study_names
+from autopeft.store import create_study, load_study, open_storage, study_names
 from workers.synthetic import SyntheticEvaluator
 
 

@@ -19,7 +19,7 @@ from autopeft.export import export_trial
 from autopeft.objective import ACCURACY
 from autopeft.optional import ADAPTERS_EXTRA, adapters_available
 from autopeft.spec import build_spec
-from autopeft.study import StudyError, create_study, load_study, pareto_trials
+from autopeft.store import StudyError, create_study, load_study, pareto_trials
 from benchmarks.dashboard_synthetic import build_study
 from tests.extras import ADAPTERS
 from tests.models import TINY_CONFIGS

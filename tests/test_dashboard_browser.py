@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from autopeft.search_spaces import families
-from autopeft.study import load_study, pareto_trials
+from autopeft.store import load_study, pareto_trials
 from benchmarks.dashboard_screenshots import CHROMIUM, CHROMIUM_ARGS, serve
 from benchmarks.dashboard_synthetic import build_study
 from tests.models import TINY_CONFIGS

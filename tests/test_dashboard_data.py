@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 
 import optuna
 import plotly.graph_objects as go
@@ -18,12 +19,12 @@ from autopeft.dashboard.data import (
     layer_map_info,
     pareto_front_info,
     plan_info,
-    study_summary,
     trial_table,
 )
-from autopeft.dashboard.reader import StudyReader, TrialRow
-from autopeft.dashboard.storage import open_readonly
-from autopeft.study import load_study, pareto_trials, summarize
+from autopeft.pareto import hypervolume
+from autopeft.store import load_study, pareto_trials, summarize
+from autopeft.store.connect import open_readonly
+from autopeft.store.reader import StudyReader, TrialRow
 from benchmarks.dashboard_synthetic import build_study
 from tests.models import TINY_CONFIGS
 
@@ -140,7 +141,7 @@ def test_figures_are_valid_plotly_and_match_the_data():
     go.Figure(figures.plan_figure(plan_info(plan(lora=[0, 4, 8, 8]))))
 
 
-# --- against a real study: the fast reader and the summary agree with Optuna and autopeft.study ---------
+# --- against a real study: the fast reader and the summary agree with Optuna --------------------------
 @pytest.fixture(scope="module")
 def real_study(tmp_path_factory):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -170,18 +171,24 @@ def test_reader_rows_match_optuna_trials(real_study):
             assert (r.metric, r.params_pct) == tuple(t.values)
 
 
-def test_study_summary_agrees_with_autopeft_summarize(real_study):
+def test_study_summary_from_reader_rows_matches_optunas_trials(real_study):
+    """The one summary (store.summarize over reader rows) against figures computed from Optuna's own trials."""
     url, storage = real_study
     study = load_study(storage, "tiny")
-    expected = summarize(study)
+    trials = study.get_trials()
     reader = StudyReader(open_readonly(url))
     (info,) = reader.studies()
-    got = study_summary(info.study_id, info.name, info.spec, reader.rows(info.study_id), info.objective)
-    assert got.states == expected.states
-    assert got.best_metric == expected.best_metric
-    assert got.hypervolume == pytest.approx(expected.hypervolume)
-    assert got.pareto_size == expected.pareto_size == len(pareto_trials(study))
-    assert got.last_update == expected.last_update
+    got = summarize(info, reader.rows(info.study_id))
+    assert got.states == dict(Counter(t.state.name.lower() for t in trials)) and got.trials == len(trials)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    reference = info.objective.reference_point(info.spec.budget.max_params_pct)
+    within = [t for t in done if t.values[1] <= reference[1]]
+    best = max(within, key=lambda t: (t.values[0], -t.values[1], -t.number))
+    assert (got.best_metric, got.best_trial) == (best.values[0], best.number)
+    assert got.hypervolume == pytest.approx(hypervolume([tuple(t.values) for t in done], reference, True))
+    assert got.pareto_size == len(pareto_trials(study)) > 0
+    stamps = [t.datetime_complete or t.datetime_start for t in trials if t.datetime_complete or t.datetime_start]
+    assert got.last_update == max(stamps).isoformat(timespec="seconds")
 
 
 def test_reader_picks_up_new_and_finished_trials(tmp_path):

@@ -12,8 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from autopeft.dashboard import create_app
-from autopeft.refinement import compare, read_refinement
-from autopeft.study import load_study, pareto_trials
+from autopeft.refine_compare import compare
+from autopeft.store import load_study, pareto_trials
+from autopeft.store.linked import read_refinement
 from benchmarks.dashboard_synthetic import build_study
 from tests.models import TINY_CONFIGS
 from tests.refined import add_refinement

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from autopeft.cli import app
-from autopeft.study import load_study, open_storage
+from autopeft.store import load_study, open_storage
 from autopeft.workers.data import load_task_data
 from autopeft.workers.tasks import DataError, resolve_task
 

@@ -19,7 +19,7 @@ from autopeft.optim import make_sampler
 from autopeft.optim.synthetic import SyntheticPeft
 from autopeft.pareto import hypervolume, hypervolume_history, pareto_indices
 from autopeft.promotion import decide, rank_order
-from autopeft.refinement import RefinedValue, aggregate, compare
+from autopeft.refine_compare import RefinedValue, aggregate, compare
 from autopeft.search_spaces import load_space, structure_of
 from autopeft.workers.metrics import metric_direction, uniform_prediction_value
 from tests.models import TINY_CONFIGS

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from autopeft.dashboard.data import SIZE_NAMES, layer_map_info
-from autopeft.dashboard.reader import TrialRow
 from autopeft.optim.synthetic import SyntheticPeft, capacity
 from autopeft.search_spaces import ModulePlan, Plan, PlanError, families, load_space, structure_of
+from autopeft.store.reader import TrialRow
 from tests.models import TINY_CONFIGS
 
 # (families in one plan) → the library that builds them, None when none can

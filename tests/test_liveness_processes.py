@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 from optuna.trial import TrialState
 
-from autopeft.study import load_study, open_storage
+from autopeft.store import load_study, open_storage
 from tests.models import TINY_CONFIGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,9 +9,9 @@ import yaml
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from autopeft.attrs import trial_result
 from autopeft.cli import app
-from autopeft.study import load_study, open_storage
+from autopeft.store import load_study, open_storage
+from autopeft.store.attrs import trial_result
 from tests.tiny_lm import CHAT_TEMPLATE, reversal_rows, save_tiny_llama, write_jsonl
 
 runner = CliRunner()

@@ -15,7 +15,7 @@ from autopeft.export import export_plan
 from autopeft.search_spaces import ModulePlan, Plan, count_plan, load_config, load_space, structure_of
 from autopeft.search_spaces.counting import check_buildable
 from autopeft.search_spaces.model_structure import LinearLayer, ModelStructure
-from autopeft.study import load_study, open_storage
+from autopeft.store import load_study, open_storage
 from tests.models import TINY_CONFIGS, TINY_LM_CONFIGS
 from tests.tiny_model import _save_tokenizer
 

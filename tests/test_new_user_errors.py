@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from autopeft.cli import app
-from autopeft.study import load_study, open_storage
+from autopeft.store import load_study, open_storage
 from tests.models import TINY_CONFIGS
 
 runner = CliRunner()

@@ -48,7 +48,7 @@ def test_importing_every_autopeft_module_does_not_import_adapters():
     out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                     cwd=ROOT).stdout)
     assert {"autopeft.backends", "autopeft.export", "autopeft.search_spaces.counting", "autopeft.workers.evaluate",
-            "autopeft.dashboard.app", "autopeft.cli.studies", "autopeft.runner", "autopeft.refine"} <= set(out["names"])
+            "autopeft.dashboard.app", "autopeft.cli.studies", "autopeft.runner", "autopeft.refine_run"} <= set(out["names"])
     assert out["adapters"] is False
 
 

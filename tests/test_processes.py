@@ -11,7 +11,7 @@ import time
 import pytest
 from optuna.trial import TrialState
 
-from autopeft.study import load_study, open_storage
+from autopeft.store import load_study, open_storage
 
 
 def search_cmd(model, glue_dir, url, trials, *extra):

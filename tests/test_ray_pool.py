@@ -16,7 +16,7 @@ from autopeft.objective import ACCURACY
 from autopeft.runner import Runner
 from autopeft.search_spaces import load_space, structure_of
 from autopeft.spec import build_spec
-from autopeft.study import create_study, open_storage
+from autopeft.store import create_study, open_storage
 from autopeft.workers.ray_pool import RayPool
 from autopeft.workers.synthetic import SyntheticEvaluator
 from tests.models import TINY_CONFIGS

@@ -15,14 +15,14 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from autopeft.attrs import trial_result
 from autopeft.cli import app
 from autopeft.executors import InlineExecutor
 from autopeft.objective import ACCURACY
-from autopeft.refine import Refiner, evaluate_run, prepare_refinement
-from autopeft.refinement import read_refinement
+from autopeft.refine_run import Refiner, evaluate_run, prepare_refinement
 from autopeft.spec import build_spec
-from autopeft.study import create_study, load_study, open_storage, pareto_trials, stored_spec
+from autopeft.store import create_study, load_study, open_storage, pareto_trials, stored_spec
+from autopeft.store.attrs import trial_result
+from autopeft.store.linked import read_refinement
 from autopeft.workers.ray_pool import WorkerLost
 from tests.refined import add_refinement
 

@@ -7,9 +7,10 @@ import statistics
 
 import pytest
 
-from autopeft.refine import parse_fidelity, seeds_for
-from autopeft.refinement import RefinedValue, aggregate, compare, refined_name
+from autopeft.refine_compare import RefinedValue, aggregate, compare
+from autopeft.refine_run import parse_fidelity, seeds_for
 from autopeft.spec import FidelitySpec, SpecError
+from autopeft.store.linked import refined_name
 
 
 def refined(values: dict[int, list[float]]) -> dict[int, RefinedValue]:

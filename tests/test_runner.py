@@ -11,7 +11,7 @@ from autopeft.objective import ACCURACY
 from autopeft.runner import Runner, SearchError
 from autopeft.search_spaces import load_space, structure_of
 from autopeft.spec import build_spec
-from autopeft.study import create_study, load_study, open_storage, stored_spec
+from autopeft.store import create_study, load_study, open_storage, stored_spec
 from autopeft.workers.synthetic import SyntheticEvaluator, synthetic_metric
 from tests.models import TINY_CONFIGS
 
@@ -88,7 +88,7 @@ def test_stale_running_trials_are_failed_and_their_configuration_retried(setup):
 
 def orphan_of(runner, driver, beat=True, **attrs):
     """A RUNNING trial of search process `driver` (which beats once then if `beat`), with user `attrs`."""
-    from autopeft.study import heartbeat
+    from autopeft.store import heartbeat
 
     trial = runner.study.ask()
     runner.space.suggest(trial)
@@ -133,7 +133,7 @@ def test_a_stale_trial_whose_configuration_used_up_its_retries_is_said_in_one_li
 def test_a_trial_just_asked_by_another_process_is_not_stale(setup):
     """Between `ask` and recording its process, a trial names no driver: it is stale only once it is
     older than the grace period (3 missed heartbeats), so a second process starting then leaves it alone."""
-    from autopeft.study import fail_stale_trials
+    from autopeft.store import fail_stale_trials
 
     runner = setup(trials=2)
     just_asked = runner.study.ask()

@@ -14,7 +14,7 @@ from autopeft.promotion import decide
 from autopeft.runner import Runner
 from autopeft.search_spaces import load_space, structure_of
 from autopeft.spec import SpecError, build_spec
-from autopeft.study import create_study, load_study, open_storage
+from autopeft.store import create_study, load_study, open_storage
 from autopeft.workers.synthetic import SyntheticEvaluator, SyntheticResult, synthetic_curve, synthetic_metric
 from tests.models import TINY_CONFIGS
 

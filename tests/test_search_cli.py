@@ -8,11 +8,11 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from autopeft.attrs import trial_result
 from autopeft.cli import app
 from autopeft.search_spaces import count_plan, load_config, structure_of
 from autopeft.search_spaces.plan import Plan
-from autopeft.study import load_study, open_storage, stored_spec
+from autopeft.store import load_study, open_storage, stored_spec
+from autopeft.store.attrs import trial_result
 
 runner = CliRunner()
 

@@ -12,15 +12,15 @@ from fastapi.testclient import TestClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from autopeft.attrs import LIMIT, RESULT_PARTS, readable, result_attrs, storable, trial_attr, trial_result
 from autopeft.cli import app
 from autopeft.dashboard.app import create_app
-from autopeft.dashboard.reader import StudyReader
 from autopeft.export import trial_format
 from autopeft.objective import ACCURACY
 from autopeft.search_spaces import ModulePlan, Plan
 from autopeft.spec import build_spec
-from autopeft.study import create_study, load_study, open_storage, stored_spec, summarize
+from autopeft.store import create_study, load_study, open_storage, stored_spec, summarize
+from autopeft.store.attrs import LIMIT, RESULT_PARTS, readable, result_attrs, storable, trial_attr, trial_result
+from autopeft.store.reader import StudyReader
 from tests.extras import ADAPTERS
 from tests.models import TINY_CONFIGS
 
@@ -108,7 +108,10 @@ def test_our_readers_read_the_split_result_and_the_long_spec(searched, tmp_path)
     url, _ = searched
     storage = open_storage(url)
     study = load_study(storage, "s")
-    assert stored_spec(study).data_dir.endswith("x" * 200) and summarize(study).states == {"complete": 2}
+    reader = StudyReader(storage)
+    info = reader.search("s")
+    assert stored_spec(study).data_dir.endswith("x" * 200) and info.spec.data_dir.endswith("x" * 200)
+    assert summarize(info, reader.rows(info.study_id)).states == {"complete": 2}
     trial = study.get_trials()[0]
     result = trial_result(trial.user_attrs)
     assert result["fidelity"]["max_steps"] == 2 and result["split"]["train"] == 64 and len(result["curve"]) >= 1

@@ -19,7 +19,7 @@ class _Commands(LazyGroup):
         "search": LazyCommand("autopeft.cli.search", "search"),
         "studies": LazyCommand("autopeft.cli.studies", "studies"),
         "pareto": LazyCommand("autopeft.cli.studies", "pareto"),
-        "export": LazyCommand("autopeft.cli.studies", "export"),
+        "export": LazyCommand("autopeft.cli.export", "export"),
         "dashboard": LazyCommand("autopeft.cli.dashboard", "dashboard"),
         "refine": LazyCommand("autopeft.cli.refine", "refine"),
         "spaces": LazyCommand("autopeft.cli.spaces", "spaces_app"),

@@ -24,12 +24,12 @@ from autopeft.cli.app import bench_app, fail
 def run_scaling(workers: int, trial_seconds: float, rounds: int, model_dir: str, db: str) -> dict:
     import optuna
 
-    from autopeft.attrs import trial_result
     from autopeft.objective import Objective
     from autopeft.runner import Runner
     from autopeft.search_spaces import load_config, load_space, structure_of
     from autopeft.spec import build_spec
-    from autopeft.study import create_study, open_storage
+    from autopeft.store import create_study, open_storage
+    from autopeft.store.attrs import trial_result
     from autopeft.workers.ray_pool import RayPool
     from autopeft.workers.synthetic import SyntheticEvaluator
 

@@ -10,7 +10,7 @@ import typer
 
 from autopeft.cli.app import app, fail
 from autopeft.cli.studies import DEFAULT_STORAGE, STORAGE_HELP
-from autopeft.study import StudyError, redact_url
+from autopeft.store import StudyError, redact_url
 
 TOKEN_ENV = "AUTOPEFT_DASHBOARD_TOKEN"
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1"]

@@ -21,7 +21,7 @@ from autopeft.optional import MissingExtra
 from autopeft.runner import Progress, SearchError
 from autopeft.search_spaces import ModelError, PlanError, SpaceError
 from autopeft.spec import SearchSpec, SpecError, build_spec, load_spec, safe_load
-from autopeft.study import StudyError, check_url, open_storage, redact_url, sqlite_path, stored_spec, study_names
+from autopeft.store import StudyError, check_url, open_storage, redact_url, sqlite_path, stored_spec, study_names
 from autopeft.workers.ray_pool import RayUnavailable, check_ray_address
 from autopeft.workers.tasks import DataError
 
@@ -225,16 +225,19 @@ def search(
         session.close()
     # without a live display every event was printed as it happened
     console.print(_progress_table(progress, session.runner.done_this_run, last_event=live_display))
-    from autopeft.cli.studies import print_pareto
+    from autopeft.cli.front import pareto_rows, print_pareto
+    from autopeft.store import StudyReader, trial_by_number
 
-    print_pareto(session.study, spec, console)
+    reader = StudyReader.of(session.study)
+    info = reader.search(name)
+    print_pareto(info, pareto_rows(info, reader.rows(info.study_id)), console)
     console.print(f"\ndashboard: autopeft dashboard --storage {url}", markup=False)
     for limit, label in ((1.0, "under 1% params"), (100.0, "found")):
         best = session.best_under(limit)
         if best is not None:
             from autopeft.export import trial_format  # peft or adapters: whichever can express that trial
 
-            fmt = trial_format(next(t for t in session.study.get_trials(deepcopy=False) if t.number == best).user_attrs)
+            fmt = trial_format(trial_by_number(session.study, best).user_attrs)
             console.print(f"export the best configuration {label}: autopeft export {name} --trial {best} "
                           f"--format {fmt} --out ./adapter --storage {url}", markup=False)
             break

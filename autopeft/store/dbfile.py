@@ -21,7 +21,7 @@ from contextlib import closing
 from pathlib import Path
 from urllib.parse import quote
 
-from autopeft.study import StudyError
+from autopeft.store.errors import StudyError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 OPTUNA_TABLES = ("studies", "trials", "version_info")

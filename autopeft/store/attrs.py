@@ -20,6 +20,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+# --- attribute keys ------------------------------------------------------------------------------
+SPEC_ATTR = "spec"  # study: the `SearchSpec` as JSON, password redacted (`autopeft.store.studies.spec_record`)
+OBJECTIVE_ATTR = "objective"  # study: {metric, direction, reference} (`autopeft.objective`)
+REFINEMENT_OF = "refinement_of"  # linked study of `autopeft refine`: the source study's name
+REFINEMENTS = "refinements"  # source study: its linked studies, oldest first
+DRIVER_PREFIX = "autopeft:driver:"  # study system attr per search process: driver id -> last heartbeat (unix s)
+
 #: optuna-dashboard's `MAX_ATTR_LENGTH`: longer JSON of a non-string attribute is cut there
 LIMIT = 1024
 #: result field → the trial attribute it is stored in on its own (these fields are most of a result's length)

@@ -1,6 +1,6 @@
-"""Refinements of a study: the linked-study convention, reading one, and pure comparison functions.
+"""Refinements of a study, as pure data: the linked-study convention, aggregation over seeds, comparison.
 
-`autopeft refine STUDY` (see `autopeft.refine`) re-runs the Pareto-optimal trials of STUDY at a
+`autopeft refine STUDY` (see `autopeft.refine_run`) re-runs the Pareto-optimal trials of STUDY at a
 higher fidelity with several seeds. Every (source trial, seed) run is one trial of a *linked* Optuna
 study in the same storage, named ``STUDY--refined`` by default — no second store. Its user attrs:
 
@@ -16,7 +16,8 @@ values ``[metric, params_pct]`` and user attrs `source_trial`, `seed`, `plan`, `
 `failure` for a failed run. A linked study stores no `spec`: it is not a search, so `autopeft
 studies` and the dashboard show it with its source instead of as a study of its own.
 
-The comparison (`compare`) is a pure function of the search front and the refined values.
+The comparison (`compare`) is a pure function of the search front and the refined values; reading a
+linked study from the DB is `autopeft.store.linked`.
 """
 
 from __future__ import annotations
@@ -27,18 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from optuna.trial import TrialState
-
 from autopeft.pareto import pareto_indices
-
-REFINED_SUFFIX = "--refined"
-REFINEMENT_OF = "refinement_of"
-REFINEMENTS = "refinements"
-
-
-def refined_name(source: str) -> str:
-    """Default name of the linked study that refines `source`."""
-    return f"{source}{REFINED_SUFFIX}"
 
 
 # --- aggregation over seeds ----------------------------------------------------------------------
@@ -209,47 +199,3 @@ class Refinement:
         return {"name": self.name, "source": self.source, "fidelity": self.fidelity, "seeds": self.seeds,
                 "metric": self.metric, "split": self.split, "complete": self.complete, "failed": self.failed,
                 "description": self.describe()}
-
-
-def refinement_names(storage, source: str) -> list[str]:
-    """Names of the studies in `storage` that refine study `source`, oldest first."""
-    return [s.study_name for s in sorted(storage.get_all_studies(), key=lambda s: s._study_id)
-            if s.user_attrs.get(REFINEMENT_OF) == source]
-
-
-def is_refinement(user_attrs: Mapping[str, Any]) -> bool:
-    return REFINEMENT_OF in user_attrs
-
-
-def read_refinement(storage, name: str) -> Refinement:
-    """Read linked study `name` through Optuna's storage API (works on a read-only storage); `KeyError` if none."""
-    from optuna.study import StudyDirection
-
-    study_id = storage.get_study_id_from_name(name)
-    attrs = storage.get_study_user_attrs(study_id)
-    maximize = storage.get_study_directions(study_id)[0] == StudyDirection.MAXIMIZE
-    trials = storage.get_all_trials(study_id, deepcopy=False)
-    runs, complete, failed = [], 0, 0
-    for t in trials:
-        if t.state == TrialState.COMPLETE and t.values and "source_trial" in t.user_attrs:
-            runs.append((t.user_attrs["source_trial"], t.user_attrs.get("seed", 0), t.values[0]))
-            complete += 1
-        elif t.state == TrialState.FAIL:
-            failed += 1
-    return Refinement(name=name, source=str(attrs.get(REFINEMENT_OF, "")), fidelity=dict(attrs.get("fidelity") or {}),
-                      seeds=[int(s) for s in attrs.get("seeds") or []], metric=str(attrs.get("metric", "")),
-                      split=str(attrs.get("split", "dev")), values=aggregate(runs), complete=complete, failed=failed,
-                      maximize=maximize)
-
-
-def latest_refinement(storage, source: str, name: str | None = None) -> Refinement | None:
-    """The refinement `name` of `source`, or its newest one; None when it has none. `KeyError` for a bad `name`."""
-    if name is not None:
-        if name not in {s.study_name for s in storage.get_all_studies()}:
-            raise KeyError(f"no study named {name!r}; `autopeft refine {source}` makes {refined_name(source)!r}")
-        refinement = read_refinement(storage, name)
-        if refinement.source != source:
-            raise KeyError(f"study {name!r} is not a refinement of {source!r}")
-        return refinement
-    names = refinement_names(storage, source)
-    return read_refinement(storage, names[-1]) if names else None

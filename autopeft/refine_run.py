@@ -1,7 +1,7 @@
 """`autopeft refine`: re-run a study's Pareto-optimal trials at a higher fidelity with several seeds.
 
 Joins a source study, the linked study that records the refinement (conventions in
-`autopeft.refinement`) and an executor (`autopeft.executors.make_executor`: Ray actors, or inline). Each
+`autopeft.refine_compare`) and an executor (`autopeft.executors.make_executor`: Ray actors, or inline). Each
 (source trial, seed) pair is one run: the source trial's plan, trained at the refinement fidelity
 with ``fidelity.seed = seed``, scored on the task's dev set (`evaluate_plan(..., evaluate_dev=True)`).
 A finished run is added to the linked study as one COMPLETE (or FAIL) trial, so the study never holds
@@ -23,11 +23,11 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from autopeft.attrs import result_attrs, trial_attr
 from autopeft.executors import Executor, make_executor, outcome_from_result
-from autopeft.refinement import REFINEMENT_OF, REFINEMENTS, refined_name
 from autopeft.spec import DuplicateKeyError, FidelitySpec, SearchSpec, SpecError, build_spec, safe_load
-from autopeft.study import StudyError, load_study, objective_of, pareto_trials, stored_spec, study_names
+from autopeft.store import StudyError, load_study, objective_of, pareto_trials, stored_spec, study_names
+from autopeft.store.attrs import REFINEMENT_OF, REFINEMENTS, result_attrs, trial_attr
+from autopeft.store.linked import refined_name
 
 SEED_ATTRS = ("seed",)  # fidelity fields that vary between the runs of one refinement
 
@@ -278,7 +278,7 @@ class Refiner:
                  **{k: source.user_attrs[k] for k in ("plan", "plan_summary", "params", "params_pct")
                     if k in source.user_attrs}}
         if outcome.attrs:
-            attrs.update(result_attrs(outcome.attrs))  # `result` and its long parts (autopeft.attrs)
+            attrs.update(result_attrs(outcome.attrs))  # `result` and its long parts (autopeft.store.attrs)
         if outcome.ok:
             trial = optuna.trial.create_trial(values=[outcome.metric, source.values[1]], params=source.params,
                                               distributions=source.distributions, user_attrs=attrs)

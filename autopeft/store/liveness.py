@@ -1,14 +1,15 @@
 """Which search processes on a study are alive, and what becomes of the trials of those that are not.
 
-Each search process (driver) records a heartbeat every `execution.heartbeat_seconds` (see
-`autopeft.study.heartbeat`) and names itself on its trials (user attr `driver`). A driver that has
-missed `MISSED_BEATS` beats is presumed dead: its RUNNING trials are failed as `stale` and their
+Each search process (driver) records a heartbeat every `execution.heartbeat_seconds` (`heartbeat`:
+a study system attr, driver id -> unix time) and names itself on its trials (user attr `driver`).
+A driver that has missed `MISSED_BEATS` beats is presumed dead: its RUNNING trials are failed as `stale` and their
 configurations queued again, `execution.max_retries` times at most per configuration. Until then its
 trials may still finish, so a search that counted them towards its target waits for them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,49 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autopeft.spec import SearchSpec
-from autopeft.study import fail_stale_trials, heartbeat, live_drivers
+from autopeft.store.attrs import DRIVER_PREFIX
+
+
+def heartbeat(study: optuna.Study, driver: str) -> None:
+    """Record that search process `driver` is alive now (a study system attr: driver id → unix time)."""
+    # Optuna 5 has no public study system attrs; they keep heartbeats out of the user attrs people read.
+    study._storage.set_study_system_attr(study._study_id, DRIVER_PREFIX + driver, time.time())
+
+
+def live_drivers(study: optuna.Study, stale_after: float) -> set[str]:
+    """Search processes whose last heartbeat is younger than `stale_after` seconds."""
+    attrs = study._storage.get_study_system_attrs(study._study_id)  # see `heartbeat`
+    now = time.time()
+    return {k[len(DRIVER_PREFIX):] for k, v in attrs.items() if k.startswith(DRIVER_PREFIX) and now - v < stale_after}
+
+
+def fail_stale_trials(study: optuna.Study, reason: str, live: set[str] = frozenset(),
+                      grace_seconds: float = 0.0) -> list[FrozenTrial]:
+    """Mark RUNNING trials whose search process is not in `live` FAILED with `reason`; return them for retry.
+
+    A trial that does not name its process yet (another process has just asked it and is still
+    recording its plan) counts as stale only once it started more than `grace_seconds` ago.
+    """
+    now = dt.datetime.now()  # Optuna stores trial start times as naive local times
+
+    def stale_trial(t: FrozenTrial) -> bool:
+        if "driver" in t.user_attrs:
+            return t.user_attrs["driver"] not in live
+        return t.datetime_start is None or (now - t.datetime_start).total_seconds() > grace_seconds
+
+    stale = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not stale_trial(trial):
+            continue
+        try:
+            # a FrozenTrial of another process has no public setter, and `tell` takes no attrs
+            study._storage.set_trial_user_attr(trial._trial_id, "failure", {"kind": "stale", "message": reason})
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # finished meanwhile (e.g. failed as stale by another process sweeping at the same moment)
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        stale.append(trial)
+    return stale
+
 
 MISSED_BEATS = 3
 STALE_REASON = "the process running this trial stopped before it finished"

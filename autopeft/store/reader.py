@@ -1,4 +1,4 @@
-"""Fast, incremental reads of Optuna's tables for the dashboard.
+"""Fast, incremental reads of Optuna's tables: the study list and trial rows for the CLI and the dashboard.
 
 Loading a 10,000-trial study through `Storage.get_all_trials` takes about 15 s (every param,
 distribution and attribute becomes Python objects). The study page needs a few columns only, so
@@ -19,14 +19,16 @@ from typing import Any
 
 import optuna
 import sqlalchemy as sa
-from optuna.storages._rdb import models  # Optuna's schema: the one source of truth for table names
+
+# Optuna's ORM models are private, but they are its schema: the one source of truth for table and column
+# names; no public API reads a few columns of every trial (`get_all_trials` builds every FrozenTrial).
+from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
-from autopeft.attrs import readable
 from autopeft.objective import Objective, stored_objective
-from autopeft.refinement import REFINEMENT_OF
 from autopeft.spec import SearchSpec
-from autopeft.study import OBJECTIVE_ATTR, SPEC_ATTR, StudyError
+from autopeft.store.attrs import OBJECTIVE_ATTR, REFINEMENT_OF, SPEC_ATTR, readable
+from autopeft.store.errors import StudyError
 
 # The user attrs the study page needs; the rest stays in the DB until a trial page asks for it.
 ROW_ATTRS = ("plan", "plan_summary", "params", "params_pct", "failure", "resources")
@@ -61,7 +63,7 @@ class TrialRow:
         """The `autopeft-plan/v1` dict, or None when the trial records none (or a malformed one)."""
         if self.plan_json is None:
             return None
-        plan = readable(json.loads(self.plan_json))  # stored as JSON text when long (autopeft.attrs)
+        plan = readable(json.loads(self.plan_json))  # stored as JSON text when long (autopeft.store.attrs)
         return plan if isinstance(plan, dict) else None
 
     @functools.cached_property
@@ -99,6 +101,14 @@ class StudyReader:
         self._caches: dict[int, _Cache] = {}
         self._lock = threading.Lock()
 
+    @classmethod
+    def of(cls, study: optuna.Study) -> StudyReader:
+        """A reader on the storage that `study` lives in (e.g. to summarise a search just run)."""
+        # An Optuna `Study` shows its storage only privately, and wraps an RDBStorage in a `_CachedStorage`
+        # (its `_backend`); the reader needs the RDBStorage's engine.
+        storage = study._storage
+        return cls(getattr(storage, "_backend", storage))
+
     # --- studies -------------------------------------------------------------------------------
     def studies(self) -> list[StudyInfo]:
         with self.engine.connect() as conn:
@@ -122,6 +132,22 @@ class StudyReader:
                 .join(_study_attrs, _study_attrs.c.study_id == _studies.c.study_id)
                 .where(_study_attrs.c.key == REFINEMENT_OF).order_by(_studies.c.study_id)).all()
         return [(study_id, name) for study_id, name, value in linked if json.loads(value) == source]
+
+    def search(self, name: str) -> StudyInfo:
+        """The autopeft search named `name` (its spec parsed); `StudyError` when there is none by that name,
+        or that study is not a search (a linked study of `autopeft refine`, or not made by autopeft)."""
+        from autopeft.store.studies import no_such_study, not_a_search
+
+        infos = self.studies()
+        info = next((i for i in infos if i.name == name), None)
+        if info is None:
+            raise no_such_study(name, [i.name for i in infos])
+        if info.spec is None:
+            with self.engine.connect() as conn:
+                source = conn.execute(sa.select(_study_attrs.c.value_json).where(
+                    _study_attrs.c.study_id == info.study_id, _study_attrs.c.key == REFINEMENT_OF)).scalar()
+            raise not_a_search(name, json.loads(source) if source is not None else None)
+        return info
 
     def study(self, study_id: int) -> StudyInfo:
         for info in self.studies():
