@@ -286,6 +286,8 @@ def load_spec(path: str | Path | None, overrides: dict[str, Any] | None = None) 
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise SpecError(f"{path}: is a folder, not a spec file; pass the path of a YAML spec")
         if not path.is_file():
             raise SpecError(f"{path}: spec file not found; pass the path of a YAML spec")
         try:

@@ -168,14 +168,37 @@ def load_config(model: str):
     path = Path(model)
     if path.is_dir() and not (path / "config.json").is_file():
         raise ModelError(f"{model}: directory has no config.json; pass a model directory or a hub name")
-    if not path.is_dir():
+    if path.is_dir():
+        _check_config_file(path / "config.json")
+    else:
         _check_hub(model)
     try:
         return AutoConfig.from_pretrained(model)
     except OSError as exc:
+        if path.is_dir():
+            raise ModelError(f"{model}: cannot load its config.json ({_first_line(exc)})") from None
         raise model_not_found(model, exc) from None
     except ValueError as exc:
-        raise ModelError(f"{model}: unsupported model config ({exc})") from None
+        raise ModelError(f"{model}: unsupported model config ({_first_line(exc)})") from None
+
+
+def _check_config_file(file: Path) -> None:
+    """`ModelError` (one line) for a config.json that is not a JSON object, before transformers reads it."""
+    fix = "fix it, or save the model again with save_pretrained"
+    try:
+        data = json.loads(file.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ModelError(f"{file}: not UTF-8 JSON text; {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{file}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); {fix}") from None
+    except OSError as exc:
+        raise ModelError(f"{file}: cannot be read ({exc.strerror or exc})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{file}: expected a JSON object of config fields, got {type(data).__name__}; {fix}")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def model_not_found(model: str, exc: BaseException | None = None) -> ModelError:

@@ -144,13 +144,17 @@ def read_space_file(name_or_path: str) -> SpaceFile:
                 f"{name_or_path}: no such space; built-in spaces are {', '.join(builtin_spaces())}, "
                 "or pass the path of a space YAML file"
             )
+    if path.is_dir():
+        raise SpaceError(f"{path}: is a folder, not a space file; pass the path of a space YAML file")
     if not path.is_file():
         raise SpaceError(f"{path}: space file not found")
     try:
-        data = safe_load(path.read_text())
+        data = safe_load(path.read_text(encoding="utf-8"))
         return _validate_space(SpaceFile.model_validate(data), path.name)
     except DuplicateKeyError as exc:
         raise SpaceError(f"{path.name}: {exc.describe()}") from None
+    except UnicodeDecodeError:
+        raise SpaceError(f"{path.name}: not UTF-8 text; save the space file as UTF-8") from None
     except yaml.YAMLError:
         raise SpaceError(f"{path.name}: not valid YAML; fix the syntax") from None
     except ValidationError as exc:
