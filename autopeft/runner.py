@@ -1,9 +1,10 @@
 """The ask → dispatch → tell loop: the only module that joins optimiser, workers and study.
 
-`Runner.run()` keeps up to `executor.capacity` trials running: it asks the study (its sampler sees
-the RUNNING trials as pending points), decodes the plan, records the plan and its exact parameter
-count on the trial, hands it to the executor, and tells the study each result. Completed trials
-count towards `spec.execution.trials`; failed ones are recorded with their reason and do not.
+`Runner.run()` drives `autopeft.dispatch`, which keeps up to `executor.capacity` trials running: for
+each, the runner asks the study (its sampler sees the RUNNING trials as pending points), decodes the
+plan and records it with its exact parameter count on the trial; it tells the study each result.
+Completed trials count towards `spec.execution.trials`; failed ones are recorded with their reason
+and do not; `FAILURES_ALLOWED + capacity` failures in a row stop the search.
 Other processes' RUNNING trials count too: the runner waits for them, failing and retrying (up to
 `execution.max_retries`) those whose process is presumed dead (`autopeft.liveness`). On Ctrl-C every
 running trial is recorded as failed ("interrupted").
@@ -27,11 +28,12 @@ import optuna
 from optuna.trial import TrialState
 
 from autopeft import liveness
-from autopeft.attrs import result_attrs, storable, trial_attr
-from autopeft.executors import Executor, Outcome, make_executor, outcome_from_result
+from autopeft.attrs import result_attrs, storable
+from autopeft.dispatch import Dispatcher, Job
+from autopeft.executors import Executor, Outcome, make_executor
 from autopeft.objective import Objective
 from autopeft.pareto import hypervolume, pareto_indices
-from autopeft.promotion import Decision, decide, rung_steps
+from autopeft.promotion import Decision, RungResults, decide, rung_steps
 from autopeft.search_spaces.counting import ParamCount
 from autopeft.search_spaces.plan import Plan
 from autopeft.search_spaces.space import SearchSpace
@@ -110,6 +112,9 @@ class Runner:
         self.ladder: list[int] | None = (rung_steps(max_steps, promotion.eta, promotion.min_steps)
                                          if promotion.enabled and max_steps else None)
         self.watch = liveness.Watch(study, spec, self.driver)
+        self.dispatch = Dispatcher(executor, spec.objectives.metric, error=SearchError, noun="trials")
+        self.rung_results = RungResults()  # successive halving: every rung result seen, for `_decide`
+        self._waited = False  # the search waited for other processes' trials
 
     # --- setup -----------------------------------------------------------------------------
     def recover(self) -> int:
@@ -124,46 +129,39 @@ class Runner:
         liveness.requeue_interrupted(self.study)
         return len(stale)
 
-    # --- the loop ----------------------------------------------------------------------------
+    # --- the loop (`autopeft.dispatch`) -------------------------------------------------------
     def run(self) -> Progress:
         self._load()
-        consecutive_failures, waited = 0, False
+        self._waited = False
         stop_beating = self.watch.start()
         try:
-            while True:
-                reached = self._completed_in_db() >= self.spec.execution.trials
-                if not reached:
-                    self._fill()
-                if not self._running:  # done, or every trial counted towards the target is another process's
-                    others = 0 if reached else self._bound_to_complete()
-                    if not others:  # with successive halving other processes' trials never count
-                        break
-                    self._swept(self.watch.wait(others))
-                    waited = True
-                    continue
-                self._swept(self.watch.sweep())
-                for number, payload in self.executor.poll(timeout=1.0):
-                    outcome = outcome_from_result(number, payload, self.spec.objectives.metric)
-                    try:
-                        self._record(outcome)
-                    except optuna.exceptions.UpdateFinishedTrialError:  # this process was stopped (Ctrl-Z) so long
-                        self._note(f"trial {number}: result dropped; another search process failed it as stale")
-                    consecutive_failures = 0 if outcome.ok else consecutive_failures + 1
-                    if consecutive_failures >= 5 + self.executor.capacity:
-                        reason = (outcome.failure or {}).get("message", "unknown")
-                        raise SearchError(f"{consecutive_failures} trials in a row failed; last: {reason}")
-        except KeyboardInterrupt:
-            self._abandon("interrupted by the user (Ctrl-C)")
-            raise
-        except BaseException:
-            self._abandon("the search stopped with an error")
+            self.dispatch.run(self._next_job, self._on_outcome, idle=self._wait_for_others,
+                              before_poll=lambda: self._swept(self.watch.sweep()))
+        except BaseException as exc:  # the dispatcher cancelled the jobs in flight: fail their trials
+            ctrl_c = isinstance(exc, KeyboardInterrupt)
+            self._abandon("interrupted by the user (Ctrl-C)" if ctrl_c else "the search stopped with an error")
             raise
         finally:
             stop_beating.set()
-        if waited:  # other processes' trials finished meanwhile: read the final figures
+        if self._waited:  # other processes' trials finished meanwhile: read the final figures
             self.progress.last_event = f"{self._completed_in_db()} trials complete in the study"
             self._load()
         return self.progress
+
+    def _on_outcome(self, outcome: Outcome) -> None:
+        try:
+            self._record(outcome)
+        except optuna.exceptions.UpdateFinishedTrialError:  # this process was stopped (Ctrl-Z) so long
+            self._note(f"trial {outcome.number}: result dropped; another search process failed it as stale")
+
+    def _wait_for_others(self) -> bool:
+        """Nothing of ours in flight: wait for other processes' trials counted towards the target (True), or stop."""
+        others = 0 if self._completed_in_db() >= self.spec.execution.trials else self._bound_to_complete()
+        if not others:  # with successive halving other processes' trials never count
+            return False
+        self._swept(self.watch.wait(others))
+        self._waited = True
+        return True
 
     def _swept(self, stale: liveness.Sweep) -> None:
         self.progress.failed += len(stale)  # other processes' trials just failed as stale
@@ -174,12 +172,10 @@ class Runner:
             self.progress.last_event = line
             self.on_progress(self.progress)
 
-    def _fill(self) -> None:
-        target = self.spec.execution.trials
-        storage, study_id = self.study._storage, self.study._study_id
-        while len(self._running) < self.executor.capacity and (
-            storage.get_n_trials(study_id, state=TrialState.COMPLETE) + self._bound_to_complete() < target
-        ):
+    def _next_job(self) -> Job | None:
+        """Ask the study for the next trial to run, or None when the trials counted so far reach the target;
+        infeasible and already-stopped configurations are failed without training."""
+        while self._completed_in_db() + self._bound_to_complete() < self.spec.execution.trials:
             trial = self._asked = self.study.ask()  # failed by _abandon if interrupted before it is registered
             plan = self.space.suggest(trial)
             count = self.space.count(plan)
@@ -202,9 +198,9 @@ class Runner:
                                ("params", count.params), ("params_pct", count.pct), ("driver", self.driver)):
                 trial.set_user_attr(key, value)
             self._running[trial.number] = running = _Running(trial, plan, count, time.perf_counter())
-            self._asked = None
-            self._submit(running)
-        self.progress.running = len(self._running)
+            self._asked, self.progress.running = None, len(self._running)
+            return self._job(running)
+        return None
 
     def _bound_to_complete(self) -> int:
         """Running trials that become COMPLETE unless they fail: every RUNNING one in the study, or with
@@ -213,12 +209,9 @@ class Runner:
             return self.study._storage.get_n_trials(self.study._study_id, state=TrialState.RUNNING)
         return sum(r.rung == len(self.ladder) - 1 for r in self._running.values())
 
-    def _submit(self, running: _Running) -> None:
-        number, plan = running.trial.number, running.plan.to_dict()
-        if self.ladder is None:
-            self.executor.submit(number, plan)
-        else:
-            self.executor.submit(number, plan, {"max_steps": self.ladder[running.rung]})
+    def _job(self, running: _Running) -> Job:
+        fidelity = None if self.ladder is None else {"max_steps": self.ladder[running.rung]}
+        return Job(running.trial.number, running.plan.to_dict(), fidelity)
 
     def _infeasible(self, plan: Plan, count: ParamCount) -> str | None:
         budget_pct, budget_abs = self.spec.budget.max_params_pct, self.spec.budget.max_params
@@ -276,12 +269,14 @@ class Runner:
 
     def _decide(self, running: _Running, metric: float) -> Decision:
         """Rank the trial's result among every result recorded at its rung in the study (any process);
-        a promotion once the search has reached its target is turned down."""
-        rung = running.rung
-        recorded = [(entry["metric"], t.user_attrs["params_pct"])
-                    for t in self.study.get_trials(deepcopy=False) if t.number != running.trial.number
-                    for entry in trial_attr(t.user_attrs, "rungs", ()) if entry["rung"] == rung]
+        a promotion once the search has reached its target is turned down. Results are kept in memory
+        (`RungResults`): this process's as they come; the study is read for other processes' new or
+        still-running trials only (Optuna's cached storage fetches just those rows)."""
+        rung, number = running.rung, running.trial.number
+        self.rung_results.update(self.study.get_trials(deepcopy=False), keep=self._running)
+        recorded = self.rung_results.at(rung, exclude=number)
         decision = decide((metric, running.count.pct), recorded, self.spec.promotion.eta, self.objective.maximize)
+        self.rung_results.add(number, rung, (metric, running.count.pct))
         if decision.promote and self._completed_in_db() >= self.spec.execution.trials:
             return replace(decision, promote=False, reason="the search reached its target")
         return decision
@@ -294,7 +289,7 @@ class Runner:
         if entry["promote"]:
             running.rung += 1
             self._running[trial.number] = running
-            self._submit(running)
+            self.dispatch.submit(self._job(running))
             self.progress.last_event = f"trial {trial.number} promoted at {where}"
             return
         self.study.tell(trial, state=TrialState.PRUNED)
@@ -304,7 +299,7 @@ class Runner:
         self.progress.last_event = f"trial {trial.number} stopped at {where} ({why})"
 
     def _abandon(self, reason: str) -> None:
-        self.executor.cancel_all()
+        """Fail this process's running trials (the dispatcher has cancelled their jobs)."""
         trials = [r.trial for r in self._running.values()] + ([self._asked] if self._asked is not None else [])
         for trial in trials:
             try:
@@ -322,6 +317,8 @@ class Runner:
         self.progress.failed = sum(t.state == TrialState.FAIL for t in trials)
         self.progress.pruned = sum(t.state == TrialState.PRUNED for t in trials)
         self._stopped = {_params_key(t.params): t.number for t in trials if t.state == TrialState.PRUNED}
+        if self.ladder is not None:
+            self.rung_results.update(trials, keep=self._running)
         self._refresh()
 
     def _completed_in_db(self) -> int:
@@ -355,9 +352,7 @@ class SearchSession:
         return self.runner.run()
 
     def close(self) -> None:
-        close = getattr(self.runner.executor, "close", None)
-        if close is not None:
-            close()
+        self.runner.executor.close()
 
     def best_under(self, max_pct: float) -> int | None:
         """Number of the best completed trial with at most `max_pct` % trainable params."""

@@ -97,7 +97,7 @@ def refine(
     executor: str | None = typer.Option(None, "--executor", help="ray (default) or inline (in this process)."),
 ):
     """Re-run the Pareto-optimal trials at a higher fidelity with several seeds; record mean ± sd on the dev set."""
-    from autopeft.refine import RefineError, Refiner, close_executor, prepare_refinement, refine_executor
+    from autopeft.refine import RefineError, Refiner, prepare_refinement, refine_executor
 
     console = make_console()
     try:
@@ -120,7 +120,7 @@ def refine(
         except RefineError as exc:
             fail(str(exc), code=1)
         finally:
-            close_executor(pool)
+            pool.close()
     from autopeft.cli.studies import pareto_rows
 
     show_refined(st, study, pareto_rows(session.source), "table", session.linked.study_name)
