@@ -270,10 +270,10 @@ class Runner:
     def _decide(self, running: _Running, metric: float) -> Decision:
         """Rank the trial's result among every result recorded at its rung in the study (any process);
         a promotion once the search has reached its target is turned down. Results are kept in memory
-        (`RungResults`): this process's as they come; the study is read for other processes' new or
-        still-running trials only (Optuna's cached storage fetches just those rows)."""
+        (`RungResults`): this process's as they come; of the study only trials new or unfinished since the
+        last decision are looked at (Optuna's cached storage fetches just those rows)."""
         rung, number = running.rung, running.trial.number
-        self.rung_results.update(self.study.get_trials(deepcopy=False), keep=self._running)
+        self.rung_results.update(self.study.get_trials(deepcopy=False), keep={*self._running, number})
         recorded = self.rung_results.at(rung, exclude=number)
         decision = decide((metric, running.count.pct), recorded, self.spec.promotion.eta, self.objective.maximize)
         self.rung_results.add(number, rung, (metric, running.count.pct))
