@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from autopeft.dispatch import FAILURES_ALLOWED, DispatchError, Dispatcher, Job
+from autopeft.dispatch import FAILURES_ALLOWED, Dispatcher, DispatchError, Job
 from autopeft.executors import Executor, InlineExecutor, Outcome
 
 

@@ -8,13 +8,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from autopeft.attrs import trial_attr
 from autopeft.executors import InlineExecutor
 from autopeft.objective import ACCURACY
 from autopeft.promotion import decide
 from autopeft.runner import Runner
 from autopeft.search_spaces import load_space, structure_of
 from autopeft.spec import SpecError, build_spec
-from autopeft.attrs import trial_attr
 from autopeft.study import create_study, heartbeat, load_study, open_storage
 from autopeft.workers.synthetic import SyntheticEvaluator, SyntheticResult, synthetic_curve, synthetic_metric
 from tests.models import TINY_CONFIGS
