@@ -3,8 +3,8 @@
 Joins a source study, the linked study that records the refinement (conventions in
 `autopeft.refinement`) and an executor (`autopeft.executors.make_executor`: Ray actors, or inline),
 kept full by `autopeft.dispatch`. Each (source trial, seed) pair is one run: the source trial's
-plan, trained at the refinement fidelity with ``fidelity.seed = seed``, scored on the task's dev set (`evaluate_plan(..., evaluate_dev=True)`).
-A finished run is added to the linked study as one COMPLETE (or FAIL) trial, so the study never holds
+plan, trained at the refinement fidelity with ``fidelity.seed = seed``, scored on the task's dev
+set (`evaluate_plan(..., evaluate_dev=True)`). A finished run is added to the linked study as one COMPLETE (or FAIL) trial, so the study never holds
 a RUNNING trial: Ctrl-C or a killed process leaves nothing to clean up, and running the same command
 again skips the pairs already complete (failed pairs are run again).
 """
