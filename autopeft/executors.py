@@ -2,7 +2,8 @@
 
 An `Executor` takes a trial's plan (its `autopeft-plan/v1` dict, cheap to send) with optional
 fidelity overrides and returns finished trials as (number, workers `TrialResult` or `WorkerLost`);
-`outcome_from_result` turns those into an `Outcome` the runner (or `autopeft.refine_run`) records.
+`outcome_from_result` turns those into an `Outcome`, which `autopeft.dispatch` hands to the runner,
+`autopeft.refine_run` or the optimiser benchmark to record.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ from autopeft.workers.ray_pool import WorkerLost
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a worker reports for one trial: `values` (metric, params %) or a failure, and attrs to store."""
+    """What a worker reports for one trial.
+
+    `ok`: a finite `metric` came back (the objective's value; None when not ok — the caller adds the
+    params % it knows); else `failure` = {kind, message}, and `lost` when the worker died (retry the
+    configuration). `attrs`: the worker's `TrialResult` as a dict ({} when lost), to store on the trial.
+    """
 
     number: int
     ok: bool
@@ -35,7 +41,9 @@ class Executor(Protocol):
     `submit` takes the plan in its `autopeft-plan/v1` dict form (cheap to send, no imports needed)
     and, for successive halving only, `fidelity`: overrides of the spec's fidelity for this run (e.g.
     ``{"max_steps": 30}``), handed to the evaluator as a second argument;
-    `poll` returns finished trials as (number, workers `TrialResult` or `WorkerLost`).
+    `poll` returns finished trials as (number, workers `TrialResult` or `WorkerLost`); `cancel_all`
+    drops queued and running trials (returns their numbers); `close` releases the workers (the executor
+    is not used after it).
     """
 
     capacity: int
@@ -45,6 +53,8 @@ class Executor(Protocol):
     def poll(self, timeout: float) -> list[tuple[int, Any]]: ...
 
     def cancel_all(self) -> list[int]: ...
+
+    def close(self) -> None: ...
 
 
 Evaluate = Callable[..., Any]  # (autopeft-plan/v1 dict[, fidelity overrides dict]) -> workers TrialResult
@@ -94,6 +104,10 @@ class InlineExecutor:
         numbers = [n for n, _, _ in self._queue]
         self._queue.clear()
         return numbers
+
+    def close(self) -> None:
+        """Nothing to release: queued trials are dropped."""
+        self._queue.clear()
 
 
 def make_executor(spec: SearchSpec, evaluate: Evaluate | None = None) -> Executor:

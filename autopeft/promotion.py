@@ -1,6 +1,7 @@
 """Multi-objective asynchronous successive halving: which configuration goes on to the next rung.
 
-Pure functions, no study or worker here (the runner applies them). A *rung* is a training length in
+Pure functions, no study or worker here (the runner applies them), and `RungResults`, the rung
+results the runner has seen, kept in memory between decisions. A *rung* is a training length in
 optimizer steps; `rung_steps` lays them out from the spec's full search fidelity downwards by the
 reduction factor `eta`. Every configuration trains first at the lowest rung; when a rung result
 arrives, the configuration is promoted to the next rung iff it ranks in the top ``ceil(n / eta)`` of
@@ -20,10 +21,12 @@ the metric is a low-fidelity estimate.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from autopeft.pareto import Point, oriented, pareto_indices
+from autopeft.store.attrs import trial_attr
 
 
 def rung_steps(max_steps: int, eta: int, min_steps: int | None = None) -> list[int]:
@@ -103,3 +106,55 @@ def decide(candidate: Point, recorded: Sequence[Point], eta: int, maximize: bool
     rank = order.index(len(points) - 1) + 1
     keep = math.ceil(len(points) / eta)
     return Decision(promote=rank <= keep, rank=rank, of=len(points), keep=keep)
+
+
+class RungResults:
+    """Every rung result of a study known to this process: (rung metric, params %) by rung and trial number.
+
+    `update` reads trials incrementally: each trial once it is finished (its `rungs` no longer change), and
+    again at each update only while it is unfinished (another process's trial climbing the ladder), plus
+    the trials that are new since the last update. `add` records this process's own results as they come.
+    """
+
+    def __init__(self) -> None:
+        self._points: dict[int, dict[int, list[Point]]] = {}  # rung -> trial number -> its results there
+        self._open: set[int] = set()  # trials unfinished (or kept by the caller) when last seen: read again
+        self._seen = 0  # every trial numbered below this was seen once
+        self.reads = 0  # trials whose attributes were read, over every update (for tests)
+
+    def add(self, number: int, rung: int, point: Point) -> None:
+        """Record trial `number`'s result at `rung`."""
+        self._points.setdefault(rung, {}).setdefault(number, []).append(point)
+
+    def at(self, rung: int, exclude: int | None = None) -> list[Point]:
+        """The results at `rung`, by trial number, leaving out trial `exclude`'s."""
+        results = self._points.get(rung, {})
+        return [p for n in sorted(results) if n != exclude for p in results[n]]
+
+    def update(self, trials: Sequence[Any], keep: Container[int] = ()) -> None:
+        """Read the trials not seen yet or unfinished when last seen (`trials`: a study's `FrozenTrial`s by
+        number, as `Study.get_trials` returns them). Trials in `keep` are not read: the caller `add`s their
+        results itself (this process's running trials); they are read once after they leave `keep`."""
+        end = trials[-1].number + 1 if trials else 0
+        contiguous = end == len(trials)  # Optuna numbers a study's trials 0, 1, ...: the dict is only a guard
+        by_number: Any = trials if contiguous else {t.number: t for t in trials}
+        for number in [*sorted(self._open), *range(self._seen, end)]:
+            if number in keep:
+                self._open.add(number)
+                continue
+            trial = by_number[number] if contiguous else by_number.get(number)
+            if trial is None:
+                continue
+            self._read(trial)
+            if trial.state.is_finished():
+                self._open.discard(number)
+            else:
+                self._open.add(number)
+        self._seen = max(self._seen, end)
+
+    def _read(self, trial: Any) -> None:
+        self.reads += 1
+        for results in self._points.values():
+            results.pop(trial.number, None)
+        for entry in trial_attr(trial.user_attrs, "rungs", ()):
+            self.add(trial.number, entry["rung"], (entry["metric"], trial.user_attrs["params_pct"]))

@@ -1,10 +1,11 @@
 """`autopeft refine`: re-run a study's Pareto-optimal trials at a higher fidelity with several seeds.
 
 Joins a source study, the linked study that records the refinement (conventions in
-`autopeft.refine_compare`) and an executor (`autopeft.executors.make_executor`: Ray actors, or inline). Each
-(source trial, seed) pair is one run: the source trial's plan, trained at the refinement fidelity
-with ``fidelity.seed = seed``, scored on the task's dev set (`evaluate_plan(..., evaluate_dev=True)`).
-A finished run is added to the linked study as one COMPLETE (or FAIL) trial, so the study never holds
+`autopeft.refine_compare`) and an executor (`autopeft.executors.make_executor`: Ray actors, or inline),
+kept full by `autopeft.dispatch`. Each (source trial, seed) pair is one run: the source trial's
+plan, trained at the refinement fidelity with ``fidelity.seed = seed``, scored on the task's dev
+set (`evaluate_plan(..., evaluate_dev=True)`). A finished run is added to the linked study as one
+COMPLETE (or FAIL) trial, so the study never holds
 a RUNNING trial: Ctrl-C or a killed process leaves nothing to clean up, and running the same command
 again skips the pairs already complete (failed pairs are run again).
 """
@@ -23,7 +24,8 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from autopeft.executors import Executor, make_executor, outcome_from_result
+from autopeft.dispatch import Dispatcher, Job
+from autopeft.executors import Executor, Outcome, make_executor
 from autopeft.spec import DuplicateKeyError, FidelitySpec, SearchSpec, SpecError, build_spec, safe_load
 from autopeft.store import StudyError, load_study, objective_of, pareto_trials, stored_spec, study_names
 from autopeft.store.attrs import REFINEMENT_OF, REFINEMENTS, result_attrs, trial_attr
@@ -236,43 +238,40 @@ class Refiner:
         self.session = session
         self.executor = executor
         self.on_event = on_event or (lambda message: None)
+        self.dispatch = Dispatcher(executor, session.metric, error=RefineError, noun="runs")
         self._inflight: dict[int, tuple[Run, dt.datetime]] = {}
+        self._queue: list[Run] = []
         self._next = 0
 
     def run(self) -> RefineSession:
         """Evaluate every run still to do; Ctrl-C cancels what is in flight (nothing is left RUNNING)."""
-        s = self.session
-        queue = list(s.todo)
-        consecutive = 0
+        self._queue = list(self.session.todo)
         try:
-            while queue or self._inflight:
-                while queue and len(self._inflight) < self.executor.capacity:
-                    self._submit(queue.pop(0))
-                for key, payload in self.executor.poll(timeout=1.0):
-                    run, started = self._inflight.pop(key)
-                    outcome = outcome_from_result(key, payload, s.metric)
-                    if outcome.lost and run.attempt < s.spec.execution.max_retries:
-                        self.on_event(f"trial {run.source.number} seed {run.seed}: worker lost, retrying")
-                        queue.append(Run(run.source, run.seed, run.attempt + 1))
-                        continue
-                    self._record(run, started, outcome)
-                    consecutive = 0 if outcome.ok else consecutive + 1
-                    if consecutive >= 5 + self.executor.capacity:
-                        reason = (outcome.failure or {}).get("message", "unknown")
-                        raise RefineError(f"{consecutive} runs in a row failed; last: {reason}")
-        except BaseException:
-            self.executor.cancel_all()
+            self.dispatch.run(self._next_job, self._on_outcome)
+        finally:
             self._inflight.clear()
-            raise
-        return s
+        return self.session
 
-    def _submit(self, run: Run) -> None:
+    def _next_job(self) -> Job | None:
+        if not self._queue:
+            return None
+        run = self._queue.pop(0)
         key, self._next = self._next, self._next + 1
         fidelity = self.session.fidelity.model_copy(update={"seed": run.seed}).model_dump(mode="json")
         self._inflight[key] = (run, dt.datetime.now())
-        self.executor.submit(key, {"plan": trial_attr(run.source.user_attrs, "plan"), "fidelity": fidelity})
+        return Job(key, {"plan": trial_attr(run.source.user_attrs, "plan"), "fidelity": fidelity})
 
-    def _record(self, run: Run, started: dt.datetime, outcome) -> None:
+    def _on_outcome(self, outcome: Outcome) -> bool:
+        """Record a run; a lost worker's run is queued again (False: not a result) while it has retries."""
+        run, started = self._inflight.pop(outcome.number)
+        if outcome.lost and run.attempt < self.session.spec.execution.max_retries:
+            self.on_event(f"trial {run.source.number} seed {run.seed}: worker lost, retrying")
+            self._queue.append(Run(run.source, run.seed, run.attempt + 1))
+            return False
+        self._record(run, started, outcome)
+        return True
+
+    def _record(self, run: Run, started: dt.datetime, outcome: Outcome) -> None:
         s, source = self.session, run.source
         attrs = {"source_trial": source.number, "seed": run.seed, "split": s.split,
                  **{k: source.user_attrs[k] for k in ("plan", "plan_summary", "params", "params_pct")
@@ -293,12 +292,6 @@ class Refiner:
         trial.datetime_start = started
         s.linked.add_trial(trial)
         self.on_event(f"[{s.done_before + s.completed}/{s.total}] {event}")
-
-
-def close_executor(executor: Executor) -> None:
-    close = getattr(executor, "close", None)
-    if close is not None:
-        close()
 
 
 __all__ = ["RefineError", "RefineSession", "Refiner", "StudyError", "evaluate_run", "parse_fidelity",

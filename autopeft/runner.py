@@ -1,9 +1,10 @@
 """The ask → dispatch → tell loop: the only module that joins optimiser, workers and study.
 
-`Runner.run()` keeps up to `executor.capacity` trials running: it asks the study (its sampler sees
-the RUNNING trials as pending points), decodes the plan, records the plan and its exact parameter
-count on the trial, hands it to the executor, and tells the study each result. Completed trials
-count towards `spec.execution.trials`; failed ones are recorded with their reason and do not.
+`Runner.run()` drives `autopeft.dispatch`, which keeps up to `executor.capacity` trials running: for
+each, the runner asks the study (its sampler sees the RUNNING trials as pending points), decodes the
+plan and records it with its exact parameter count on the trial; it tells the study each result.
+Completed trials count towards `spec.execution.trials`; failed ones are recorded with their reason
+and do not; `FAILURES_ALLOWED + capacity` failures in a row stop the search.
 Other processes' RUNNING trials count too: the runner waits for them, failing and retrying (up to
 `execution.max_retries`) those whose process is presumed dead (`autopeft.store.liveness`). On Ctrl-C every
 running trial is recorded as failed ("interrupted").
@@ -26,16 +27,17 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from autopeft.executors import Executor, Outcome, make_executor, outcome_from_result
+from autopeft.dispatch import Dispatcher, Job
+from autopeft.executors import Executor, Outcome, make_executor
 from autopeft.objective import Objective
 from autopeft.pareto import hypervolume, pareto_indices
-from autopeft.promotion import Decision, decide, rung_steps
+from autopeft.promotion import Decision, RungResults, decide, rung_steps
 from autopeft.search_spaces.counting import ParamCount
 from autopeft.search_spaces.plan import Plan
 from autopeft.search_spaces.space import SearchSpace
 from autopeft.spec import SearchSpec
 from autopeft.store import OBJECTIVE_ATTR, completed, count_trials, liveness, objective_of, points
-from autopeft.store.attrs import result_attrs, storable, trial_attr
+from autopeft.store.attrs import result_attrs, storable
 
 #: What a trial ran on, kept as its own small trial attr `resources` for tables: device (``cuda``/``cpu``),
 #: precision of the frozen base (``fp32``, ``bf16``, ``fp16``, ``4bit``, ``8bit``), peak memory (MiB).
@@ -109,6 +111,9 @@ class Runner:
         self.ladder: list[int] | None = (rung_steps(max_steps, promotion.eta, promotion.min_steps)
                                          if promotion.enabled and max_steps else None)
         self.watch = liveness.Watch(study, spec, self.driver)
+        self.dispatch = Dispatcher(executor, spec.objectives.metric, error=SearchError, noun="trials")
+        self.rung_results = RungResults()  # successive halving: every rung result seen, for `_decide`
+        self._waited = False  # the search waited for other processes' trials
 
     # --- setup -----------------------------------------------------------------------------
     def recover(self) -> int:
@@ -123,46 +128,39 @@ class Runner:
         liveness.requeue_interrupted(self.study)
         return len(stale)
 
-    # --- the loop ----------------------------------------------------------------------------
+    # --- the loop (`autopeft.dispatch`) -------------------------------------------------------
     def run(self) -> Progress:
         self._load()
-        consecutive_failures, waited = 0, False
+        self._waited = False
         stop_beating = self.watch.start()
         try:
-            while True:
-                reached = self._completed_in_db() >= self.spec.execution.trials
-                if not reached:
-                    self._fill()
-                if not self._running:  # done, or every trial counted towards the target is another process's
-                    others = 0 if reached else self._bound_to_complete()
-                    if not others:  # with successive halving other processes' trials never count
-                        break
-                    self._swept(self.watch.wait(others))
-                    waited = True
-                    continue
-                self._swept(self.watch.sweep())
-                for number, payload in self.executor.poll(timeout=1.0):
-                    outcome = outcome_from_result(number, payload, self.spec.objectives.metric)
-                    try:
-                        self._record(outcome)
-                    except optuna.exceptions.UpdateFinishedTrialError:  # this process was stopped (Ctrl-Z) so long
-                        self._note(f"trial {number}: result dropped; another search process failed it as stale")
-                    consecutive_failures = 0 if outcome.ok else consecutive_failures + 1
-                    if consecutive_failures >= 5 + self.executor.capacity:
-                        reason = (outcome.failure or {}).get("message", "unknown")
-                        raise SearchError(f"{consecutive_failures} trials in a row failed; last: {reason}")
-        except KeyboardInterrupt:
-            self._abandon("interrupted by the user (Ctrl-C)")
-            raise
-        except BaseException:
-            self._abandon("the search stopped with an error")
+            self.dispatch.run(self._next_job, self._on_outcome, idle=self._wait_for_others,
+                              before_poll=lambda: self._swept(self.watch.sweep()))
+        except BaseException as exc:  # the dispatcher cancelled the jobs in flight: fail their trials
+            ctrl_c = isinstance(exc, KeyboardInterrupt)
+            self._abandon("interrupted by the user (Ctrl-C)" if ctrl_c else "the search stopped with an error")
             raise
         finally:
             stop_beating.set()
-        if waited:  # other processes' trials finished meanwhile: read the final figures
+        if self._waited:  # other processes' trials finished meanwhile: read the final figures
             self.progress.last_event = f"{self._completed_in_db()} trials complete in the study"
             self._load()
         return self.progress
+
+    def _on_outcome(self, outcome: Outcome) -> None:
+        try:
+            self._record(outcome)
+        except optuna.exceptions.UpdateFinishedTrialError:  # this process was stopped (Ctrl-Z) so long
+            self._note(f"trial {outcome.number}: result dropped; another search process failed it as stale")
+
+    def _wait_for_others(self) -> bool:
+        """Nothing of ours in flight: wait for other processes' trials counted towards the target (True), or stop."""
+        others = 0 if self._completed_in_db() >= self.spec.execution.trials else self._bound_to_complete()
+        if not others:  # with successive halving other processes' trials never count
+            return False
+        self._swept(self.watch.wait(others))
+        self._waited = True
+        return True
 
     def _swept(self, stale: liveness.Sweep) -> None:
         self.progress.failed += len(stale)  # other processes' trials just failed as stale
@@ -173,11 +171,10 @@ class Runner:
             self.progress.last_event = line
             self.on_progress(self.progress)
 
-    def _fill(self) -> None:
-        target = self.spec.execution.trials
-        while len(self._running) < self.executor.capacity and (
-            count_trials(self.study, TrialState.COMPLETE) + self._bound_to_complete() < target
-        ):
+    def _next_job(self) -> Job | None:
+        """Ask the study for the next trial to run, or None when the trials counted so far reach the target;
+        infeasible and already-stopped configurations are failed without training."""
+        while self._completed_in_db() + self._bound_to_complete() < self.spec.execution.trials:
             trial = self._asked = self.study.ask()  # failed by _abandon if interrupted before it is registered
             plan = self.space.suggest(trial)
             count = self.space.count(plan)
@@ -200,9 +197,9 @@ class Runner:
                                ("params", count.params), ("params_pct", count.pct), ("driver", self.driver)):
                 trial.set_user_attr(key, value)
             self._running[trial.number] = running = _Running(trial, plan, count, time.perf_counter())
-            self._asked = None
-            self._submit(running)
-        self.progress.running = len(self._running)
+            self._asked, self.progress.running = None, len(self._running)
+            return self._job(running)
+        return None
 
     def _bound_to_complete(self) -> int:
         """Running trials that become COMPLETE unless they fail: every RUNNING one in the study, or with
@@ -211,12 +208,9 @@ class Runner:
             return count_trials(self.study, TrialState.RUNNING)
         return sum(r.rung == len(self.ladder) - 1 for r in self._running.values())
 
-    def _submit(self, running: _Running) -> None:
-        number, plan = running.trial.number, running.plan.to_dict()
-        if self.ladder is None:
-            self.executor.submit(number, plan)
-        else:
-            self.executor.submit(number, plan, {"max_steps": self.ladder[running.rung]})
+    def _job(self, running: _Running) -> Job:
+        fidelity = None if self.ladder is None else {"max_steps": self.ladder[running.rung]}
+        return Job(running.trial.number, running.plan.to_dict(), fidelity)
 
     def _infeasible(self, plan: Plan, count: ParamCount) -> str | None:
         budget_pct, budget_abs = self.spec.budget.max_params_pct, self.spec.budget.max_params
@@ -274,12 +268,14 @@ class Runner:
 
     def _decide(self, running: _Running, metric: float) -> Decision:
         """Rank the trial's result among every result recorded at its rung in the study (any process);
-        a promotion once the search has reached its target is turned down."""
-        rung = running.rung
-        recorded = [(entry["metric"], t.user_attrs["params_pct"])
-                    for t in self.study.get_trials(deepcopy=False) if t.number != running.trial.number
-                    for entry in trial_attr(t.user_attrs, "rungs", ()) if entry["rung"] == rung]
+        a promotion once the search has reached its target is turned down. Results are kept in memory
+        (`RungResults`): this process's as they come; of the study only trials new or unfinished since the
+        last decision are looked at (Optuna's cached storage fetches just those rows)."""
+        rung, number = running.rung, running.trial.number
+        self.rung_results.update(self.study.get_trials(deepcopy=False), keep={*self._running, number})
+        recorded = self.rung_results.at(rung, exclude=number)
         decision = decide((metric, running.count.pct), recorded, self.spec.promotion.eta, self.objective.maximize)
+        self.rung_results.add(number, rung, (metric, running.count.pct))
         if decision.promote and self._completed_in_db() >= self.spec.execution.trials:
             return replace(decision, promote=False, reason="the search reached its target")
         return decision
@@ -292,7 +288,7 @@ class Runner:
         if entry["promote"]:
             running.rung += 1
             self._running[trial.number] = running
-            self._submit(running)
+            self.dispatch.submit(self._job(running))
             self.progress.last_event = f"trial {trial.number} promoted at {where}"
             return
         self.study.tell(trial, state=TrialState.PRUNED)
@@ -302,7 +298,7 @@ class Runner:
         self.progress.last_event = f"trial {trial.number} stopped at {where} ({why})"
 
     def _abandon(self, reason: str) -> None:
-        self.executor.cancel_all()
+        """Fail this process's running trials (the dispatcher has cancelled their jobs)."""
         trials = [r.trial for r in self._running.values()] + ([self._asked] if self._asked is not None else [])
         for trial in trials:
             try:
@@ -320,6 +316,8 @@ class Runner:
         self.progress.failed = sum(t.state == TrialState.FAIL for t in trials)
         self.progress.pruned = sum(t.state == TrialState.PRUNED for t in trials)
         self._stopped = {_params_key(t.params): t.number for t in trials if t.state == TrialState.PRUNED}
+        if self.ladder is not None:
+            self.rung_results.update(trials, keep=self._running)
         self._refresh()
 
     def _completed_in_db(self) -> int:
@@ -353,9 +351,7 @@ class SearchSession:
         return self.runner.run()
 
     def close(self) -> None:
-        close = getattr(self.runner.executor, "close", None)
-        if close is not None:
-            close()
+        self.runner.executor.close()
 
     def best_under(self, max_pct: float) -> int | None:
         """Number of the best completed trial with at most `max_pct` % trainable params."""
@@ -394,7 +390,7 @@ def prepare_search(spec: SearchSpec, name: str, executor: Executor | None = None
     from autopeft.optim import make_sampler
     from autopeft.optional import require_adapters
     from autopeft.search_spaces import load_config, load_space, structure_of
-    from autopeft.store import create_study, load_study, open_storage, save_spec, study_names
+    from autopeft.store import create_study, load_study, open_db, save_spec, study_names
     from autopeft.workers import check_task
 
     space = load_space(spec.space, structure_of(load_config(spec.model)))
@@ -415,7 +411,7 @@ def prepare_search(spec: SearchSpec, name: str, executor: Executor | None = None
     )
     if executor is None:
         executor = make_executor(spec)  # a local Ray too small for the workers fails here, before the DB is touched
-    storage = open_storage(spec.storage.url)  # only now: a mistake found above leaves no DB file and no study
+    storage = open_db(spec.storage.url)  # only now: a mistake found above leaves no DB file and no study
     new = name not in study_names(storage)
     source = load_study(storage, spec.warm_start) if new and spec.warm_start else None  # a missing one: nothing made
     if new:

@@ -40,10 +40,10 @@ def trials_of(url: str, study: str, device: str, precision: str) -> list[dict]:
     """The completed trials' results, after checking each ran on `device` at `precision` with peak memory recorded."""
     from optuna.trial import TrialState
 
-    from autopeft.store import load_study, open_storage
+    from autopeft.store import load_study, open_db
 
     rows = []
-    for t in load_study(open_storage(url), study).get_trials():
+    for t in load_study(open_db(url), study).get_trials():
         assert t.state == TrialState.COMPLETE, f"{study} trial {t.number}: {t.state.name} {t.user_attrs.get('failure')}"
         r = t.user_attrs["result"]
         assert r["device"].startswith(device), f"{study} trial {t.number} ran on {r['device']}"

@@ -23,7 +23,7 @@ from autopeft.objective import ACCURACY
 from autopeft.runner import Runner
 from autopeft.search_spaces import load_config, load_space, structure_of
 from autopeft.spec import build_spec
-from autopeft.store import create_study, load_study, open_storage, study_names
+from autopeft.store import create_study, load_study, open_db, study_names
 from workers.synthetic import SyntheticEvaluator
 
 
@@ -52,7 +52,7 @@ def main() -> None:
     spec = build_spec({}, {"model": args.model_dir, "space": "lora", "execution.trials": int(args.trials),
                            "budget.max_params_pct": 100, "storage.url": args.url,
                            "execution.heartbeat_seconds": float(args.heartbeat)})
-    storage = open_storage(args.url)
+    storage = open_db(args.url)
     try:
         if "s" not in study_names(storage):
             create_study(storage, "s", spec, ACCURACY)

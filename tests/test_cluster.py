@@ -16,7 +16,7 @@ from autopeft.objective import ACCURACY
 from autopeft.runner import Runner
 from autopeft.search_spaces import load_space, structure_of
 from autopeft.spec import build_spec
-from autopeft.store import create_study, open_storage
+from autopeft.store import create_study, open_db
 from autopeft.workers.ray_pool import RayPool
 from autopeft.workers.synthetic import SyntheticEvaluator
 from tests.models import TINY_CONFIGS
@@ -36,7 +36,7 @@ def test_trials_run_on_both_nodes_of_a_two_node_cluster(tmp_path):
         nodes = {w["pid"]: w["node_id"] for w in pool.where()}
         assert len(set(nodes.values())) == 2  # one actor per node: each node has one CPU
         spec = build_spec({}, {"model": "unused", "space": "lora", "execution.trials": 6, "budget.max_params_pct": 100})
-        study = create_study(open_storage(f"sqlite:///{tmp_path / 'c.db'}"), "c", spec, ACCURACY)
+        study = create_study(open_db(f"sqlite:///{tmp_path / 'c.db'}"), "c", spec, ACCURACY)
         study.sampler = optuna.samplers.RandomSampler(seed=0)
         Runner(spec, study, load_space("lora", structure_of(TINY_CONFIGS["bert"]())), pool).run()
         pool.close()

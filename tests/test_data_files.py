@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from autopeft.cli import app
-from autopeft.store import load_study, open_storage
+from autopeft.store import load_study, open_db
 from autopeft.workers.data import load_task_data
 from autopeft.workers.tasks import DataError, resolve_task
 
@@ -136,7 +136,7 @@ def test_search_runs_on_official_mrpc_and_stsb_files_and_stores_the_target_scali
             "--trials", "1", "--train-size", "48", "--max-steps", "2", "--budget-pct", "5", "--storage", url,
             "--study", name, "--executor", "inline", "--sampler", "random"])
         assert result.exit_code == 0, result.output
-        (trial,) = load_study(open_storage(url), name).get_trials()
+        (trial,) = load_study(open_db(url), name).get_trials()
         assert trial.user_attrs["result"]["status"] == "ok", trial.user_attrs["result"]["failure"]
         stored = trial.user_attrs["result"]
         assert stored["metric_name"] == {"mrpc": "f1", "stsb": "pearson"}[name]

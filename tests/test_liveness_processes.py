@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 from optuna.trial import TrialState
 
-from autopeft.store import load_study, open_storage
+from autopeft.store import load_study, open_db
 from tests.models import TINY_CONFIGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,7 +38,7 @@ STORAGES: dict = {}  # url -> storage: one engine per DB for the whole test
 
 def trials_of(url):
     try:
-        storage = STORAGES.get(url) or STORAGES.setdefault(url, open_storage(url))
+        storage = STORAGES.get(url) or STORAGES.setdefault(url, open_db(url))
         return load_study(storage, "s").get_trials()
     except Exception:  # the study does not exist yet
         return []

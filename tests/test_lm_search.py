@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from autopeft.cli import app
-from autopeft.store import load_study, open_storage
+from autopeft.store import load_study, open_db
 from autopeft.store.attrs import trial_result
 from tests.tiny_lm import CHAT_TEMPLATE, reversal_rows, save_tiny_llama, write_jsonl
 
@@ -33,7 +33,7 @@ def test_a_causal_lm_search_records_lm_metrics_and_truncation(tmp_path, llama, o
     (tmp_path / "llm.yaml").write_text(yaml.safe_dump(spec))
     result = runner.invoke(app, ["search", str(tmp_path / "llm.yaml")])
     assert result.exit_code == 0, result.output
-    trials = load_study(open_storage(spec["storage"]["url"]), "lm").get_trials()
+    trials = load_study(open_db(spec["storage"]["url"]), "lm").get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     for t in trials:
         recorded = trial_result(t.user_attrs)
@@ -71,7 +71,7 @@ def test_a_minimised_loss_runs_through_search_study_pareto_and_dashboard(tmp_pat
                                  "--study", "min", "--sampler", "random", "--seed", "1"])
     assert result.exit_code == 0, result.output
     assert "eval_loss ↓" in result.output
-    study = load_study(open_storage(url), "min")
+    study = load_study(open_db(url), "min")
     assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"]
     objective = study.user_attrs["objective"]
     assert objective["metric"] == "eval_loss" and objective["direction"] == "minimize"
@@ -141,7 +141,7 @@ def test_a_causal_lm_search_that_cannot_train_here_is_one_line_before_any_trial(
     assert len(lines) == 1 and message in lines[0], result.output
     import optuna
 
-    assert [s.n_trials for s in optuna.get_all_study_summaries(open_storage(url))] in ([], [0])  # nothing trained
+    assert [s.n_trials for s in optuna.get_all_study_summaries(open_db(url))] in ([], [0])  # nothing trained
 
 
 def test_a_seq2seq_search_on_t5_adapts_encoder_and_decoder_layers(tmp_path, one_torch_thread):
@@ -155,7 +155,7 @@ def test_a_seq2seq_search_on_t5_adapts_encoder_and_decoder_layers(tmp_path, one_
                                  "--trials", "3", "--train-size", "32", "--max-steps", "2", "--budget-pct", "50",
                                  "--storage", url, "--study", "s2s", "--executor", "inline", "--seed", "0"])
     assert result.exit_code == 0, result.output
-    trials = load_study(open_storage(url), "s2s").get_trials()
+    trials = load_study(open_db(url), "s2s").get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     structure = structure_of(load_config(t5))
     for t in trials:

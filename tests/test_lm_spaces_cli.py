@@ -15,7 +15,7 @@ from autopeft.export import export_plan
 from autopeft.search_spaces import ModulePlan, Plan, count_plan, load_config, load_space, structure_of
 from autopeft.search_spaces.counting import check_buildable
 from autopeft.search_spaces.model_structure import LinearLayer, ModelStructure
-from autopeft.store import load_study, open_storage
+from autopeft.store import load_study, open_db
 from tests.models import TINY_CONFIGS, TINY_LM_CONFIGS
 from tests.tiny_model import _save_tokenizer
 
@@ -116,7 +116,7 @@ def test_a_t5_search_runs_end_to_end(tmp_path, glue_dir, one_torch_thread):
                                  "--budget-pct", "5", "--storage", url, "--study", "t5", "--executor", "inline",
                                  "--seed", "0"])
     assert result.exit_code == 0, result.output
-    trials = load_study(open_storage(url), "t5").get_trials()
+    trials = load_study(open_db(url), "t5").get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     structure = structure_of(load_config(str(tmp_path / "t5")))
     for t in trials:  # the recorded count is the plan's, over 2 encoder + 2 decoder layers

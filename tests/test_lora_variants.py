@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from autopeft.cli import app
-from autopeft.store import load_study, open_storage
+from autopeft.store import load_study, open_db
 from tests.test_cli_spaces import show_json
 
 runner = CliRunner()
@@ -62,7 +62,7 @@ def test_search_on_lora_variants_stores_dora_loha_lokr_plans_that_export_for_pef
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     result = runner.invoke(app, ["search", str(tmp_path / "spec.yaml")])
     assert result.exit_code == 0, result.output
-    trials = load_study(open_storage(url), "v").get_trials()
+    trials = load_study(open_db(url), "v").get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     modules = {t.number: t.user_attrs["plan"]["modules"][0] for t in trials}
     # the seeded space-filling design covers the three families, and LoRA with DoRA (if the design changes, pick a seed)

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from autopeft.cli import app
-from autopeft.store import load_study, open_storage
+from autopeft.store import load_study, open_db
 from tests.models import TINY_CONFIGS
 
 runner = CliRunner()
@@ -83,7 +83,7 @@ def test_missing_model_directory_and_config_only_directory(tmp_path, glue_dir):
 
 
 def load_study_names(url: str) -> list[str]:
-    return [s.study_name for s in open_storage(url).get_all_studies()]
+    return [s.study_name for s in open_db(url).get_all_studies()]
 
 
 # --- spec, space, data ---------------------------------------------------------------------------------
@@ -252,7 +252,7 @@ def _interrupt_after_first_trial(cmd: list[str], db: Path, env: dict, sig: int =
 def _check_interrupted(url: str, out: str, err: str, word: str) -> None:
     assert out.strip().splitlines()[-1] == f"{word}: running trials were recorded as failed; run the same command to resume"
     assert "Traceback" not in out + err, err
-    trials = load_study(open_storage(url), "s").get_trials()
+    trials = load_study(open_db(url), "s").get_trials()
     assert sum(t.state == TrialState.COMPLETE for t in trials) >= 1
     assert TrialState.RUNNING not in {t.state for t in trials}
     assert {t.user_attrs["failure"]["kind"] for t in trials if t.state == TrialState.FAIL} == {"interrupted"}
@@ -317,7 +317,7 @@ def test_a_db_password_is_never_stored_printed_or_served(postgres_url, tiny_bert
     assert result.exit_code == 0, result.output
     assert PASSWORD not in result.output
     assert f"starting study s in {shown}:" in result.output and f"--storage {shown}" in result.output
-    stored = load_study(open_storage(url), "s")
+    stored = load_study(open_db(url), "s")
     assert stored.user_attrs["spec"]["storage"]["url"] == shown
     assert PASSWORD not in db_text(postgres_url)
 
@@ -390,7 +390,7 @@ def test_names_and_paths_with_brackets_are_printed_literally(tmp_path, monkeypat
     assert result.exit_code == 0, result.output
     assert f"starting study {name} in {url}: m[v2] on {task}, space lora" in result.output
     assert f"Pareto front of {name}" in result.output and f"autopeft export {name} --trial 0" in result.output
-    study = load_study(open_storage(url), name)
+    study = load_study(open_db(url), name)
     done = study.get_trials()[0]
     study.add_trial(optuna.trial.create_trial(  # a plan summary that is markup, on the front (fewer params)
         values=[done.values[0], done.values[1] / 2], params=done.params, distributions=done.distributions,

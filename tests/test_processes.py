@@ -11,7 +11,7 @@ import time
 import pytest
 from optuna.trial import TrialState
 
-from autopeft.store import load_study, open_storage
+from autopeft.store import load_study, open_db
 
 
 def search_cmd(model, glue_dir, url, trials, *extra):
@@ -26,7 +26,7 @@ def env_with_heartbeat(seconds: float) -> dict:
 
 
 def completed(url):
-    study = load_study(open_storage(url), "p")
+    study = load_study(open_db(url), "p")
     return [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
 
 
@@ -47,7 +47,7 @@ def test_driver_killed_mid_search_resumes_without_losing_or_double_counting(tmp_
     second = subprocess.run(search_cmd(tiny_bert_dir, glue_dir, url, 6), env=env, capture_output=True, text=True,
                             timeout=300)
     assert second.returncode == 0, second.stderr
-    trials = load_study(open_storage(url), "p").get_trials()
+    trials = load_study(open_db(url), "p").get_trials()
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(done) == 6
     assert {n: v for n, v in before.items()} == {t.number: t.values for t in done if t.number in before}
@@ -79,7 +79,7 @@ def test_driver_killed_and_rerun_at_once_reaches_the_target_with_no_running_tria
     assert second.returncode == 0, second.stderr
     assert "left running by a stopped process" not in second.stdout  # the dead driver still looked alive
     assert f"trial {killed.number}: its search process stopped; failed and queued again" in second.stdout
-    trials = load_study(open_storage(url), "p").get_trials()
+    trials = load_study(open_db(url), "p").get_trials()
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(done) == 6 and TrialState.RUNNING not in {t.state for t in trials}
     assert before == {t.number: t.values for t in done if t.number in before}
@@ -92,7 +92,7 @@ def test_driver_killed_and_rerun_at_once_reaches_the_target_with_no_running_tria
 
 def _running(url):
     try:
-        study = load_study(open_storage(url), "p")
+        study = load_study(open_db(url), "p")
     except Exception:  # the study may not exist yet
         return []
     return [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING and "driver" in t.user_attrs]
@@ -112,7 +112,7 @@ def test_two_drivers_on_one_postgres_study_share_the_work(postgres_url, tiny_ber
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
-    trials = load_study(open_storage(postgres_url), "p").get_trials()
+    trials = load_study(open_db(postgres_url), "p").get_trials()
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert [t.number for t in trials] == list(range(len(trials)))  # no gaps, no duplicates
     assert len({t._trial_id for t in trials}) == len(trials)

@@ -16,7 +16,7 @@ from autopeft.objective import ACCURACY
 from autopeft.runner import Runner
 from autopeft.search_spaces import load_space, structure_of
 from autopeft.spec import build_spec
-from autopeft.store import create_study, open_storage
+from autopeft.store import create_study, open_db
 from autopeft.workers.ray_pool import RayPool
 from autopeft.workers.synthetic import SyntheticEvaluator
 from tests.models import TINY_CONFIGS
@@ -34,7 +34,7 @@ def ray_local():
 def make_runner(tmp_path, pool, trials):
     spec = build_spec({}, {"model": "unused", "space": "lora", "execution.trials": trials, "budget.max_params_pct": 100,
                            "execution.workers": pool.capacity})
-    study = create_study(open_storage(f"sqlite:///{tmp_path / 'ray.db'}"), "ray", spec, ACCURACY)
+    study = create_study(open_db(f"sqlite:///{tmp_path / 'ray.db'}"), "ray", spec, ACCURACY)
     study.sampler = optuna.samplers.RandomSampler(seed=1)
     return Runner(spec, study, load_space("lora", structure_of(TINY_CONFIGS["bert"]())), pool)
 
@@ -81,7 +81,7 @@ def test_successive_halving_on_ray_sends_each_rung_its_steps(ray_local, tmp_path
     try:
         spec = build_spec({}, {"model": "unused", "space": "lora", "execution.trials": 1, "budget.max_params_pct": 100,
                                "execution.workers": 2, "fidelity.max_steps": 27, "promotion.enabled": True})
-        study = create_study(open_storage(f"sqlite:///{tmp_path / 'ray.db'}"), "ray", spec, ACCURACY)
+        study = create_study(open_db(f"sqlite:///{tmp_path / 'ray.db'}"), "ray", spec, ACCURACY)
         study.sampler = optuna.samplers.RandomSampler(seed=1)
         runner = Runner(spec, study, load_space("lora", structure_of(TINY_CONFIGS["bert"]())), pool)
         runner.run()

@@ -20,7 +20,7 @@ from autopeft.executors import InlineExecutor
 from autopeft.objective import ACCURACY
 from autopeft.refine_run import Refiner, evaluate_run, prepare_refinement
 from autopeft.spec import build_spec
-from autopeft.store import create_study, load_study, open_storage, pareto_trials, stored_spec
+from autopeft.store import create_study, load_study, open_db, pareto_trials, stored_spec
 from autopeft.store.attrs import trial_result
 from autopeft.store.linked import read_refinement
 from autopeft.workers.ray_pool import WorkerLost
@@ -71,7 +71,7 @@ def refine(url, *args):
 def test_refine_records_every_front_trial_at_every_seed_on_the_dev_set(url):
     result = refine(url, "--seeds", "2", "--fidelity", FIDELITY)
     assert result.exit_code == 0, result.output
-    storage = open_storage(url)
+    storage = open_db(url)
     source = load_study(storage, "s")
     front = pareto_trials(source)
     linked = load_study(storage, "s--refined")
@@ -122,7 +122,7 @@ def test_refine_records_every_front_trial_at_every_seed_on_the_dev_set(url):
 
 def test_rerunning_skips_completed_pairs_and_more_seeds_add_runs(url):
     assert refine(url, "--seeds", "1", "--fidelity", FIDELITY).exit_code == 0
-    storage = open_storage(url)
+    storage = open_db(url)
     front = len(pareto_trials(load_study(storage, "s")))
     first = {t.number: (t.values, t.user_attrs["source_trial"]) for t in load_study(storage, "s--refined").get_trials()}
     assert len(first) == front
@@ -147,7 +147,7 @@ def test_rerunning_skips_completed_pairs_and_more_seeds_add_runs(url):
 
 
 def test_ctrl_c_and_a_lost_worker_leave_nothing_running(url, tiny_bert_dir, task):
-    storage = open_storage(url)
+    storage = open_db(url)
     session = prepare_refinement(storage, "s", seeds=2, fidelity=FIDELITY, execution={"executor": "inline"})
     assert session.done_before == 0 and len(session.todo) == session.total >= 2
     answers = iter(["lost", "real", "interrupt"])
@@ -173,7 +173,7 @@ def test_ctrl_c_and_a_lost_worker_leave_nothing_running(url, tiny_bert_dir, task
 
 
 def test_a_task_without_dev_set_refines_on_the_held_out_split(url, task):
-    storage = open_storage(url)
+    storage = open_db(url)
     source = load_study(storage, "s")
     spec = build_spec(stored_spec(source).model_dump(mode="json"), {"task": task.split("?")[0]})
     nodev = create_study(storage, "nodev", spec, ACCURACY)
@@ -185,7 +185,7 @@ def test_a_task_without_dev_set_refines_on_the_held_out_split(url, task):
 
 
 def test_pareto_marks_a_refined_front_that_reorders_the_search_front(url):
-    storage = open_storage(url)
+    storage = open_db(url)
     source = load_study(storage, "s")
     spec = build_spec(stored_spec(source).model_dump(mode="json"))
     made = create_study(storage, "known", spec, ACCURACY)
@@ -228,7 +228,7 @@ def test_pareto_marks_a_refined_front_that_reorders_the_search_front(url):
     (["pareto", "s", "--refinement", "empty"], "--refinement: study 'empty' is not a refinement of 's'"),
 ])
 def test_bad_input_is_one_line_and_nonzero(url, args, message):
-    storage = open_storage(url)
+    storage = open_db(url)
     spec = build_spec(stored_spec(load_study(storage, "s")).model_dump(mode="json"))
     create_study(storage, "empty", spec, ACCURACY)
     known = create_study(storage, "known", spec, ACCURACY)
@@ -241,8 +241,8 @@ def test_bad_input_is_one_line_and_nonzero(url, args, message):
 
 
 def test_refine_on_a_postgresql_study(url, postgres_url):
-    source = load_study(open_storage(url), "s")
-    pg = open_storage(postgres_url)
+    source = load_study(open_db(url), "s")
+    pg = open_db(postgres_url)
     copy = create_study(pg, "s", build_spec(stored_spec(source).model_dump(mode="json")), ACCURACY)
     for t in source.get_trials():
         copy.add_trial(t)
@@ -262,7 +262,7 @@ def test_refine_runs_on_local_ray_workers(url):
     result = runner.invoke(app, ["refine", "s", "--storage", url, "--seeds", "2", "--fidelity", FIDELITY,
                                  "--executor", "ray", "--workers", "2"])
     assert result.exit_code == 0, result.output
-    storage = open_storage(url)
+    storage = open_db(url)
     front = pareto_trials(load_study(storage, "s"))
     trials = load_study(storage, "s--refined").get_trials()
     assert len(trials) == 2 * len(front) and all(t.state == TrialState.COMPLETE for t in trials)

@@ -11,7 +11,7 @@ from autopeft.objective import ACCURACY
 from autopeft.runner import Runner, SearchError
 from autopeft.search_spaces import load_space, structure_of
 from autopeft.spec import build_spec
-from autopeft.store import create_study, load_study, open_storage, stored_spec
+from autopeft.store import create_study, load_study, open_db, stored_spec
 from autopeft.workers.synthetic import SyntheticEvaluator, synthetic_metric
 from tests.models import TINY_CONFIGS
 
@@ -26,7 +26,7 @@ def setup(tmp_path):
         spec = build_spec({}, {"model": str(config_dir), "space": "lora", "execution.trials": trials,
                                "budget.max_params_pct": 100, "storage.url": url, "execution.max_retries": max_retries,
                                "execution.heartbeat_seconds": heartbeat})
-        storage = open_storage(url)
+        storage = open_db(url)
         sampler = optuna.samplers.RandomSampler(seed=trials)
         study = load_study(storage, name, sampler) if name in [s.study_name for s in storage.get_all_studies()] \
             else create_study(storage, name, spec, ACCURACY)

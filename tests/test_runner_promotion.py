@@ -14,7 +14,9 @@ from autopeft.promotion import decide
 from autopeft.runner import Runner
 from autopeft.search_spaces import load_space, structure_of
 from autopeft.spec import SpecError, build_spec
-from autopeft.store import create_study, load_study, open_storage
+from autopeft.store import create_study, load_study, open_db
+from autopeft.store.attrs import trial_attr
+from autopeft.store.liveness import heartbeat
 from autopeft.workers.synthetic import SyntheticEvaluator, SyntheticResult, synthetic_curve, synthetic_metric
 from tests.models import TINY_CONFIGS
 
@@ -45,7 +47,7 @@ def setup(tmp_path):
         spec = build_spec({}, {"model": str(config_dir), "space": "lora", "execution.trials": trials,
                                "budget.max_params_pct": 100, "storage.url": url, "fidelity.max_steps": 27,
                                "promotion.enabled": promotion, "promotion.min_steps": 3})
-        storage = open_storage(url)
+        storage = open_db(url)
         sampler = optuna.samplers.RandomSampler(seed=seed)
         study = load_study(storage, "s", sampler) if "s" in [s.study_name for s in storage.get_all_studies()] \
             else create_study(storage, "s", spec, ACCURACY)
@@ -107,6 +109,68 @@ def test_a_resumed_search_ranks_against_the_rung_results_already_in_the_study(se
     first_new = trials[len(before)]
     assert first_new.user_attrs["rungs"][0]["of"] == len(before) + 1
     assert TrialState.RUNNING not in [t.state for t in trials]
+
+
+def _checked_against_a_full_read(runner) -> list[tuple[int, int, int]]:
+    """Wrap `runner._decide`: at every decision, the rung results held in memory must equal those the runner
+    used to gather by reading every trial of the study; returns (trial, rung, those results) per decision."""
+    original, decisions = runner._decide, []
+
+    def checked(running, metric):
+        rung, number = running.rung, running.trial.number
+        full = [(e["metric"], t.user_attrs["params_pct"]) for t in runner.study.get_trials(deepcopy=False)
+                if t.number != number for e in trial_attr(t.user_attrs, "rungs", ()) if e["rung"] == rung]
+        decision = original(running, metric)
+        assert runner.rung_results.at(rung, exclude=number) == full
+        assert decision.of == len(full) + 1
+        decisions.append((number, rung, full))
+        return decision
+
+    runner._decide = checked
+    return decisions
+
+
+def test_rung_decisions_read_each_trial_once_not_the_whole_study_per_decision(setup):
+    setup(trials=1).run()  # a study that already holds rung results: the next search is seeded from it
+    runner = setup(trials=4, seed=1)
+    decisions = _checked_against_a_full_read(runner)
+    runner.run()
+    trials = runner.study.get_trials()
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+    assert len(decisions) > 20 and {rung for _, rung, _ in decisions} == {0, 1}
+    # every trial's rung results were read from the study at most once (the old way: every trial per decision)
+    assert runner.rung_results.reads <= len(trials) < len(decisions) * len(trials) / 10
+
+
+def test_rung_results_of_another_search_process_are_picked_up_while_its_trial_climbs(setup):
+    other_trial = {}
+
+    class WithAnotherProcess(Recording):
+        def __call__(self, plan, fidelity=None):
+            if len(self.calls) == 2:  # another process on the study records a rung-0 result, still running
+                other = optuna.load_study(study_name="s", storage=open_db(url))
+                heartbeat(other, "other")  # a live process: its trial is not failed as stale
+                trial = other_trial["trial"] = other.ask()
+                for key, value in (("driver", "other"), ("params_pct", 0.001),
+                                   ("rungs", [{"rung": 0, "steps": 3, "metric": 0.95}])):
+                    trial.set_user_attr(key, value)
+                other_trial["study"] = other
+            if len(self.calls) == 8:  # ... then its rung-1 result, and it stops
+                other_trial["trial"].set_user_attr("rungs", [{"rung": 0, "steps": 3, "metric": 0.95},
+                                                             {"rung": 1, "steps": 9, "metric": 0.96}])
+                other_trial["study"].tell(other_trial["trial"], state=TrialState.PRUNED)
+            return super().__call__(plan, fidelity)
+
+    runner = setup(trials=3, evaluator=WithAnotherProcess())
+    url = runner.spec.storage.url
+    decisions = _checked_against_a_full_read(runner)
+    runner.run()
+    foreign = other_trial["trial"].number
+    its = {0: (0.95, 0.001), 1: (0.96, 0.001)}  # its results, counted in later decisions at their rung
+    assert all(any(its[r] in full for _, rung, full in decisions if rung == r) for r in (0, 1))
+    trials = runner.study.get_trials()
+    assert trials[foreign].state == TrialState.PRUNED and "driver" in trials[foreign].user_attrs
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
 
 
 def test_a_configuration_proposed_again_after_it_was_stopped_is_failed_without_training(setup):

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from autopeft.cli import app
 from autopeft.search_spaces import count_plan, load_config, structure_of
 from autopeft.search_spaces.plan import Plan
-from autopeft.store import load_study, open_storage, stored_spec
+from autopeft.store import load_study, open_db, stored_spec
 from autopeft.store.attrs import trial_result
 
 runner = CliRunner()
@@ -38,7 +38,7 @@ def test_search_records_every_trial_and_exports_load_in_peft(search, tmp_path, t
     result = run()
     assert result.exit_code == 0, result.output
     assert "Pareto front of s" in result.output and "autopeft export s --trial" in result.output
-    study = load_study(open_storage(url), "s")
+    study = load_study(open_db(url), "s")
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     structure = structure_of(load_config(tiny_bert_dir))
@@ -79,7 +79,7 @@ def test_resume_with_the_study_name_alone_continues_the_study(search, tmp_path):
     result = runner.invoke(app, ["search", "--study", "s", "--storage", url, "--trials", "4"])
     assert result.exit_code == 0, result.output
     assert "resuming study s" in result.output
-    trials = load_study(open_storage(url), "s").get_trials()
+    trials = load_study(open_db(url), "s").get_trials()
     assert [t.number for t in trials] == [0, 1, 2, 3] and all(t.state == TrialState.COMPLETE for t in trials)
     changed = runner.invoke(app, ["search", "--study", "s", "--storage", url, "--space", "autopeft"])
     assert changed.exit_code == 2 and "study 's' was created with 'lora'" in changed.output
@@ -107,13 +107,13 @@ def test_infeasible_budget_and_missing_data_fail_before_training(search, tmp_pat
     result = runner.invoke(app, ["search", "--model", tiny_bert_dir, "--task", str(tmp_path / "none.csv"),
                                  "--storage", url, "--study", "t"])
     assert result.exit_code == 2 and "data file not found" in result.output
-    assert open_storage(url).get_all_studies() == []  # nothing was created, nothing trained
+    assert open_db(url).get_all_studies() == []  # nothing was created, nothing trained
 
 
 def test_exporting_a_trial_that_is_not_complete_is_refused(search):
     run, url = search
     assert run(trials=1).exit_code == 0
-    study = load_study(open_storage(url), "s")
+    study = load_study(open_db(url), "s")
     study.ask()  # a RUNNING trial
     result = runner.invoke(app, ["export", "s", "--trial", "1", "--out", "x", "--storage", url])
     assert result.exit_code == 2 and "trial 1: is running, not complete" in result.output
@@ -122,14 +122,14 @@ def test_exporting_a_trial_that_is_not_complete_is_refused(search):
 def test_warm_start_evaluates_the_other_studys_front_first(search, tiny_bert_dir, glue_dir):
     run, url = search
     assert run(trials=3).exit_code == 0
-    source = load_study(open_storage(url), "s")
+    source = load_study(open_db(url), "s")
     front = {t.number: t.params for t in source.best_trials}
     result = runner.invoke(app, ["search", "--model", tiny_bert_dir, "--task", "glue:rte", "--data-dir", glue_dir,
                                  "--space", "lora", "--trials", str(len(front) + 1), "--train-size", "64",
                                  "--max-steps", "2", "--budget-pct", "5", "--storage", url, "--study", "rte",
                                  "--executor", "inline", "--warm-start", "s"])
     assert result.exit_code == 0, result.output
-    trials = load_study(open_storage(url), "rte").get_trials()
+    trials = load_study(open_db(url), "rte").get_trials()
     firsts = trials[: len(front)]
     assert [t.params for t in firsts] == [front[int(t.user_attrs["warm_start_from"].split("#")[1])] for t in firsts]
     assert all(t.user_attrs["warm_start_from"].startswith("s#") for t in firsts)
@@ -140,7 +140,7 @@ def test_objective_metric_from_the_spec_file_is_the_one_maximised(search, tmp_pa
     spec = tmp_path / "spec.yaml"
     spec.write_text("objectives: {metric: f1}\n")
     assert runner.invoke(app, ["search", str(spec), *run.flags(trials=2)]).exit_code == 0
-    for t in load_study(open_storage(url), "s").get_trials():
+    for t in load_study(open_db(url), "s").get_trials():
         assert t.values[0] == t.user_attrs["result"]["metrics"]["f1"]
     spec.write_text("objectives: {metric: bleu}\n")
     result = runner.invoke(app, ["search", str(spec), *run.flags(), "--study", "other"])
@@ -154,7 +154,7 @@ def test_successive_halving_trains_each_rung_for_real_and_fronts_show_top_rung_t
     result = runner.invoke(app, ["search", str(spec), *run.flags(trials=1), "--max-steps", "4"])
     assert result.exit_code == 0, result.output
     assert "successive halving: rungs of 1, 2, 4 steps" in result.output
-    trials = load_study(open_storage(url), "s").get_trials()
+    trials = load_study(open_db(url), "s").get_trials()
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 1 and {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
     for t in trials:

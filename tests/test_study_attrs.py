@@ -18,7 +18,7 @@ from autopeft.export import trial_format
 from autopeft.objective import ACCURACY
 from autopeft.search_spaces import ModulePlan, Plan
 from autopeft.spec import build_spec
-from autopeft.store import create_study, load_study, open_storage, stored_spec, summarize
+from autopeft.store import create_study, load_study, open_db, stored_spec, summarize
 from autopeft.store.attrs import LIMIT, RESULT_PARTS, readable, result_attrs, storable, trial_attr, trial_result
 from autopeft.store.reader import StudyReader
 from tests.extras import ADAPTERS
@@ -96,7 +96,7 @@ def test_optuna_dashboard_shows_every_attribute_of_a_real_search_whole(searched)
     url, output = searched
     detail = optuna_dashboard_shows_whole(url)["s"]
     assert [d for d in detail["directions"]] == ["maximize", "minimize"] and len(detail["best_trials"]) >= 1
-    study = load_study(open_storage(url), "s")
+    study = load_study(open_db(url), "s")
     assert isinstance(study.user_attrs["spec"], str)  # over the limit: kept as JSON text, shown whole
     for t in study.get_trials():
         assert {"result", "fidelity", "data_split", "curve"} <= set(t.user_attrs)
@@ -106,7 +106,7 @@ def test_optuna_dashboard_shows_every_attribute_of_a_real_search_whole(searched)
 
 def test_our_readers_read_the_split_result_and_the_long_spec(searched, tmp_path):
     url, _ = searched
-    storage = open_storage(url)
+    storage = open_db(url)
     study = load_study(storage, "s")
     reader = StudyReader(storage)
     info = reader.search("s")
@@ -129,7 +129,7 @@ def test_our_readers_read_the_split_result_and_the_long_spec(searched, tmp_path)
 def as_old_study(url: str, source: str, name: str) -> optuna.Study:
     """A copy of study `source` with its attributes written the way autopeft did before: the spec and the
     plan as JSON objects whatever their length, one `result` holding the whole worker result (no head_modules)."""
-    storage = open_storage(url)
+    storage = open_db(url)
     src = load_study(storage, source)
     old = create_study(storage, name, None, ACCURACY)
     old.set_user_attr("spec", {**stored_spec(src).model_dump(mode="json"), "storage": {"url": url, "study": name}})
@@ -172,7 +172,7 @@ def test_old_studies_still_read_export_and_refine(searched, tmp_path, tiny_bert_
     refined = runner.invoke(app, ["refine", "old", "--seeds", "1", "--fidelity", "train_size=64,max_steps=2",
                                   "--storage", url, "--executor", "inline"])
     assert refined.exit_code == 0, refined.output
-    runs = load_study(open_storage(url), "old--refined").get_trials()
+    runs = load_study(open_db(url), "old--refined").get_trials()
     assert runs and all(t.state == TrialState.COMPLETE for t in runs)
     assert all(trial_attr(t.user_attrs, "plan") == trial_attr(old.get_trials()[t.user_attrs["source_trial"]].user_attrs,
                                                                 "plan") for t in runs)
@@ -194,7 +194,7 @@ def test_a_long_plan_is_kept_as_text_and_every_reader_gets_the_plan(tmp_path):
     config.num_hidden_layers = 80
     config.save_pretrained(model)  # a config alone serves parameter counts and exports
     url = f"sqlite:///{tmp_path / 'deep.db'}"
-    study = create_study(open_storage(url), "deep", build_spec({}, {"model": str(model)}), ACCURACY)
+    study = create_study(open_db(url), "deep", build_spec({}, {"model": str(model)}), ACCURACY)
     plans = {"lora": Plan(80, (ModulePlan("lora", tuple(8 * (i % 3) for i in range(80)), alpha=16),)),
              "mixed": Plan(80, (ModulePlan("serial", (12,) * 80), ModulePlan("parallel", (24,) * 80),
                                 ModulePlan("prefix", (16,) * 80)))}
@@ -206,7 +206,7 @@ def test_a_long_plan_is_kept_as_text_and_every_reader_gets_the_plan(tmp_path):
     assert [isinstance(t.user_attrs["plan"], str) for t in trials] == [False, True]
     assert [trial_format(t.user_attrs) for t in trials] == ["peft", "adapters"]
 
-    rows = StudyReader(open_storage(url)).rows(study._study_id)
+    rows = StudyReader(open_db(url)).rows(study._study_id)
     assert [Plan.from_dict(r.plan) for r in rows] == list(plans.values())
     with TestClient(create_app(url)) as client:
         sid = client.get("/api/studies").json()[0]["study_id"]
@@ -237,7 +237,7 @@ def test_the_closing_hint_of_a_mixed_search_names_a_format_that_exports_it(tmp_p
     hint = next(line for line in result.output.splitlines() if line.startswith("export the best configuration"))
     command = hint.split(": ", 1)[1].split()
     number, fmt = int(command[command.index("--trial") + 1]), command[command.index("--format") + 1]
-    trial = load_study(open_storage(url), "s").get_trials()[number]
+    trial = load_study(open_db(url), "s").get_trials()[number]
     assert fmt == trial_format(trial.user_attrs) and fmt in ("peft", "adapters")
     exported = runner.invoke(app, [*command[1:command.index("--out")], "--out", str(tmp_path / "out"), "--storage", url])
     assert exported.exit_code == 0, exported.output  # the hinted command works as printed

@@ -218,6 +218,7 @@ class RayPool:
         return numbers
 
     def close(self) -> None:
+        """Kill the idle actors, and shut Ray down if this pool started it."""
         for actor in self._idle:
             self._ray.kill(actor)
         self._idle.clear()

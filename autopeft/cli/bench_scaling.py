@@ -28,7 +28,7 @@ def run_scaling(workers: int, trial_seconds: float, rounds: int, model_dir: str,
     from autopeft.runner import Runner
     from autopeft.search_spaces import load_config, load_space, structure_of
     from autopeft.spec import build_spec
-    from autopeft.store import create_study, open_storage
+    from autopeft.store import create_study, open_db
     from autopeft.store.attrs import trial_result
     from autopeft.workers.ray_pool import RayPool
     from autopeft.workers.synthetic import SyntheticEvaluator
@@ -36,7 +36,7 @@ def run_scaling(workers: int, trial_seconds: float, rounds: int, model_dir: str,
     trials = rounds * workers
     spec = build_spec({}, {"model": model_dir, "space": "lora", "execution.trials": trials, "budget.max_params_pct": 100,
                            "execution.workers": workers})
-    study = create_study(open_storage(db), f"scaling-{workers}", spec, Objective("metric", "maximize", 0.0))
+    study = create_study(open_db(db), f"scaling-{workers}", spec, Objective("metric", "maximize", 0.0))
     study.sampler = optuna.samplers.RandomSampler(seed=0)
     space = load_space("lora", structure_of(load_config(model_dir)))
     pool = RayPool(partial(SyntheticEvaluator, trial_seconds), workers, cpus_per_trial=0.01, gpus_per_trial=1)

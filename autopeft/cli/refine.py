@@ -10,7 +10,7 @@ from autopeft.cli.app import console as make_console
 from autopeft.cli.front import pareto_rows, show_refined
 from autopeft.optional import MissingExtra
 from autopeft.spec import SpecError
-from autopeft.store import StudyError, StudyReader, open_storage
+from autopeft.store import StudyError, StudyReader, open_db
 from autopeft.workers.tasks import DataError
 
 DEFAULT_STORAGE = "sqlite:///autopeft.db"
@@ -32,11 +32,11 @@ def refine(
     executor: str | None = typer.Option(None, "--executor", help="ray (default) or inline (in this process)."),
 ):
     """Re-run the Pareto-optimal trials at a higher fidelity with several seeds; record mean ± sd on the dev set."""
-    from autopeft.refine_run import RefineError, Refiner, close_executor, prepare_refinement, refine_executor
+    from autopeft.refine_run import RefineError, Refiner, prepare_refinement, refine_executor
 
     console = make_console()
     try:
-        st = open_storage(storage)
+        st = open_db(storage)
         session = prepare_refinement(st, study, seeds=seeds, fidelity=fidelity, name=name,
                                      execution={"workers": workers, "ray_address": ray_address, "executor": executor})
     except (StudyError, SpecError, RefineError, DataError, MissingExtra) as exc:
@@ -55,7 +55,7 @@ def refine(
         except RefineError as exc:
             fail(str(exc), code=1)
         finally:
-            close_executor(pool)
+            pool.close()
     reader = StudyReader(st)
     info = reader.search(study)
     show_refined(st, study, pareto_rows(info, reader.rows(info.study_id)), "table", session.linked.study_name)

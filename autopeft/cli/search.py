@@ -21,7 +21,7 @@ from autopeft.optional import MissingExtra
 from autopeft.runner import Progress, SearchError
 from autopeft.search_spaces import ModelError, PlanError, SpaceError
 from autopeft.spec import SearchSpec, SpecError, build_spec, load_spec, safe_load
-from autopeft.store import StudyError, check_url, open_storage, redact_url, sqlite_path, stored_spec, study_names
+from autopeft.store import StudyError, check_url, open_db, redact_url, sqlite_path, stored_spec, study_names
 from autopeft.workers.ray_pool import RayUnavailable, check_ray_address
 from autopeft.workers.tasks import DataError
 
@@ -39,14 +39,14 @@ def resolve_spec(spec_file: Path | None, overrides: dict[str, Any]) -> tuple[Sea
 
     Nothing is created here: a SQLite file that does not exist holds no study to resume and stays absent."""
     file_spec = _file_fields(spec_file)
-    file_storage = file_spec.get("storage") if isinstance(file_spec.get("storage"), dict) else {}
-    url = overrides.get("storage.url") or file_storage.get("url") or "sqlite:///autopeft.db"
-    name = overrides.get("storage.study") or file_storage.get("study")
+    file_db = file_spec.get("storage") if isinstance(file_spec.get("storage"), dict) else {}
+    url = overrides.get("storage.url") or file_db.get("url") or "sqlite:///autopeft.db"
+    name = overrides.get("storage.study") or file_db.get("study")
     existing = _existing_studies(url)
     if name and name in existing:
         import optuna
 
-        stored = stored_spec(optuna.load_study(study_name=name, storage=open_storage(url)))
+        stored = stored_spec(optuna.load_study(study_name=name, storage=open_db(url)))
         for dotted, value in overrides.items():
             if value is None or dotted.startswith(RESUMABLE_PREFIXES):
                 continue
@@ -76,7 +76,7 @@ def _existing_studies(url: str) -> list[str]:
     path = sqlite_path(url)
     if path is not None and not path.exists():
         return []
-    return study_names(open_storage(url))
+    return study_names(open_db(url))
 
 
 class Terminated(KeyboardInterrupt):

@@ -8,7 +8,8 @@ directory or hub name, for exact parameter counts), ``evaluate`` and optionally 
 raise) for a configuration it cannot score: that trial is recorded as failed and still uses a trial.
 
 Each run asks, suggests and tells exactly as the search runner does (``study.ask()``,
-``space.suggest(trial)``, ``study.tell(trial, [metric, params_pct])``), and times ask + suggest.
+``space.suggest(trial)``, ``study.tell(trial, [metric, params_pct])``, through `autopeft.dispatch`),
+and times ask + suggest.
 
 **Normalised hypervolume**: the area dominated by the (metric ↑, params % ↓) points inside the
 reference box ``[metric_floor, 1] x [0, budget_pct]``, divided by the box's area
@@ -37,13 +38,17 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
+from autopeft.dispatch import Dispatcher, Job
+from autopeft.executors import InlineExecutor, Outcome
 from autopeft.optim._factory import make_sampler
 from autopeft.pareto import hypervolume, hypervolume_history
+from autopeft.search_spaces.plan import Plan
 from autopeft.search_spaces.space import SearchSpace
 
 CHECKPOINTS = (10, 20, 40, 60)
@@ -126,7 +131,11 @@ class Run:
 
 
 class SamplerRun:
-    """A sampler's study on a problem, advanced one ask → evaluate → tell round at a time, into `run`."""
+    """A sampler's study on a problem, advanced one ask → evaluate → tell round at a time, into `run`.
+
+    Trials go through `autopeft.dispatch` as a search's do, on an in-process executor (one at a time); a
+    failed trial still uses a trial, and no number of failures stops the run.
+    """
 
     def __init__(self, problem: LoadedProblem, sampler: str, seed: int, *, budget_pct: float,
                  n_startup_trials: int = 8, surrogate: str = "gp"):
@@ -136,42 +145,71 @@ class SamplerRun:
             sampler, problem.space, budget_pct=budget_pct, metric_reference=problem.metric_floor,
             n_startup_trials=n_startup_trials, surrogate=surrogate, seed=seed))
         self.run = Run(sampler=sampler, seed=seed, points=[], suggest_seconds=[])
+        self._dispatch = Dispatcher(InlineExecutor(partial(_scored, problem.evaluate)), to_outcome=_outcome,
+                                    failures_allowed=None)
+        self._asked: dict[int, tuple[optuna.Trial, Plan, float]] = {}  # number -> (trial, plan, params %)
+
+    def steps(self, more: Callable[[], bool]) -> None:
+        """Run trials while `more()` holds before each."""
+        self._dispatch.run(lambda: self._next_job() if more() else None, self._tell)
 
     def step(self) -> None:
         """One trial, exactly as the search runner does it; ask + suggest are timed."""
-        space, problem, run = self.problem.space, self.problem, self.run
+        target = len(self.run.points) + 1
+        self.steps(lambda: len(self.run.points) + len(self._asked) < target)
+
+    def _next_job(self) -> Job:
+        space, run = self.problem.space, self.run
         wall, cpu = time.perf_counter(), time.process_time()
         trial = self.study.ask()
         plan = space.suggest(trial)
         run.suggest_seconds.append(time.perf_counter() - wall)
         run.suggest_cpu_seconds.append(time.process_time() - cpu)
-        pct = space.count(plan).pct
-        try:
-            metric = problem.evaluate(plan.to_dict())
-        except Exception as exc:  # a user problem that cannot score this plan: a failed trial
-            warnings.warn(f"{problem.name}: evaluate failed on {plan.summary()}: {exc}", stacklevel=2)
-            metric = None
-        if metric is None or not math.isfinite(float(metric)):
-            self.study.tell(trial, state=TrialState.FAIL)
-            run.points.append(None)
-            run.failed += 1
+        self._asked[trial.number] = (trial, plan, space.count(plan).pct)
+        return Job(trial.number, plan.to_dict())
+
+    def _tell(self, outcome: Outcome) -> None:
+        trial, plan, pct = self._asked.pop(outcome.number)
+        if outcome.failure and outcome.failure["kind"] == "error":
+            warnings.warn(f"{self.problem.name}: evaluate failed on {plan.summary()}: {outcome.failure['message']}",
+                          stacklevel=2)
+        if outcome.ok:
+            self.study.tell(trial, [outcome.metric, pct])
+            self.run.points.append((outcome.metric, pct))
         else:
-            self.study.tell(trial, [float(metric), pct])
-            run.points.append((float(metric), pct))
+            self.study.tell(trial, state=TrialState.FAIL)
+            self.run.points.append(None)
+            self.run.failed += 1
 
     def continue_until(self, target_hv: float, max_trials: int) -> bool:
         """Step until the normalised hypervolume reaches ``target_hv`` or the run has ``max_trials``
         trials; True when it reached it."""
         reference = (self.problem.metric_floor, self.budget_pct)
         area = (1.0 - reference[0]) * reference[1]
-        done = [p for p in self.run.points if p is not None]
-        while hypervolume(done, reference) / area < target_hv - 1e-12:
-            if len(self.run.points) >= max_trials:
-                return False
-            self.step()
-            if self.run.points[-1] is not None:
-                done.append(self.run.points[-1])
-        return True
+
+        def reached() -> bool:
+            return hypervolume([p for p in self.run.points if p is not None], reference) / area >= target_hv - 1e-12
+
+        self.steps(lambda: not reached() and len(self.run.points) < max_trials)
+        return reached()
+
+
+def _scored(evaluate: Callable[[dict[str, Any]], Any], plan: dict[str, Any]) -> Any:
+    """A problem's score of `plan`, or the exception it raised (a user problem that cannot score this plan)."""
+    try:
+        return evaluate(plan)
+    except Exception as exc:
+        return exc
+
+
+def _outcome(number: int, score: Any) -> Outcome:
+    """A problem's score as an `Outcome`: ok when it is a finite number; an exception, None or NaN fail."""
+    if isinstance(score, Exception):
+        return Outcome(number, ok=False, metric=None, attrs={}, failure={"kind": "error", "message": str(score)})
+    metric = None if score is None else float(score)
+    if metric is None or not math.isfinite(metric):
+        return Outcome(number, ok=False, metric=None, attrs={}, failure={"kind": "nan_metric", "message": f"{score!r}"})
+    return Outcome(number, ok=True, metric=metric, attrs={})
 
 
 def run_sampler(problem: LoadedProblem, sampler: str, seed: int, *, trials: int, budget_pct: float,

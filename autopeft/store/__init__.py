@@ -1,7 +1,7 @@
 """The study store: the only code that touches the study DB (Optuna's RDB storage; SQLite or PostgreSQL).
 
 - `urls`: URL checks and `redact_url` (no password is ever shown);
-- `connect`: open the DB read-write (`open_storage`) or read-only (`open_existing_storage`, `open_readonly`);
+- `connect`: open the DB read-write (`open_db`) or read-only (`open_db_for_reading`, `open_readonly`);
   `dbfile`: SQLite files checked before Optuna opens them;
 - `studies`: create and load studies, the stored spec and objective, trials by number and counts by state;
   `linked`: the linked studies of `autopeft refine`;
@@ -28,7 +28,7 @@ from autopeft.store.attrs import (
     trial_attr,
     trial_result,
 )
-from autopeft.store.connect import open_existing_storage, open_readonly, open_storage
+from autopeft.store.connect import open_db, open_db_for_reading, open_readonly
 from autopeft.store.errors import StudyError
 from autopeft.store.linked import latest_refinement, read_refinement, refined_name, refinement_names
 from autopeft.store.reader import StudyInfo, StudyReader, TrialRow
@@ -54,7 +54,7 @@ __all__ = [
     "DRIVER_PREFIX", "OBJECTIVE_ATTR", "REFINEMENTS", "REFINEMENT_OF", "SPEC_ATTR", "URL_EXAMPLES",
     "StudyError", "StudyInfo", "StudyReader", "StudySummary", "TrialRow",
     "check_url", "complete_rows", "completed", "count_trials", "create_study", "front", "latest_refinement",
-    "load_study", "now_iso", "objective_of", "open_existing_storage", "open_readonly", "open_storage",
+    "load_study", "now_iso", "objective_of", "open_db_for_reading", "open_readonly", "open_db",
     "pareto_trials", "points", "read_refinement", "readable", "redact_url", "refined_name", "refinement_names",
     "result_attrs", "save_spec", "spec_record", "sqlite_path", "storable", "stored_spec", "study_names",
     "summarize", "trial_attr", "trial_by_number", "trial_result",

@@ -49,7 +49,7 @@ def open_readonly(url: str) -> optuna.storages.RDBStorage:
         raise StudyError(f"cannot open storage {redact_url(url)} read-only: {reason}; check --storage") from None
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
+def open_db(url: str) -> optuna.storages.RDBStorage:
     """Connect to the study DB at `url` (any SQLAlchemy URL) to read and write it; one-line `StudyError` when
     unreachable, and for a SQLite file that is not a study DB or is read-only (`autopeft.store.dbfile`)."""
     check_url(url)
@@ -78,8 +78,8 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     return storage
 
 
-def open_existing_storage(url: str) -> optuna.storages.RDBStorage:
-    """`open_storage` for commands that only read: a SQLite file that does not exist is an error, not created,
+def open_db_for_reading(url: str) -> optuna.storages.RDBStorage:
+    """`open_db` for commands that only read: a SQLite file that does not exist is an error, not created,
     and one that does is opened read-only (`autopeft.store.dbfile.readonly_creator`), so nothing can change it."""
     check_url(url)
     path = sqlite_path(url)
@@ -87,7 +87,7 @@ def open_existing_storage(url: str) -> optuna.storages.RDBStorage:
         what = "is a folder, not a file" if path.is_dir() else "no such file"
         raise StudyError(f"storage {redact_url(url)}: {what} {path}; run `autopeft search` first or check --storage")
     if path is None:
-        return open_storage(url)
+        return open_db(url)
     creator = readonly_creator(url, path)
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs={"creator": creator}, skip_table_creation=True)

@@ -43,7 +43,7 @@ def check_url(url: str) -> None:
     except (ArgumentError, ValueError):
         raise StudyError(f"storage {redact_url(url)!r}: not a database URL; expected e.g. {URL_EXAMPLES}") from None
     except ImportError:
-        return  # a missing driver is reported by open_storage
+        return  # a missing driver is reported by open_db
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise StudyError(f"storage {redact_url(url)}: an in-memory SQLite database, gone when the command ends; pass a file, "
                          "e.g. sqlite:///autopeft.db")
