@@ -86,6 +86,8 @@ def run_arm(args: argparse.Namespace, seed: int, promotion: bool, workdir: Path)
         evaluate = partial(evaluate_plan_dict, spec.model, spec.task, spec.fidelity.model_dump(), spec.data_dir)
     counting = Counting(evaluate, args.max_steps)
     session = prepare_search(spec, name, executor=InlineExecutor(counting))
+    if hasattr(session.study.sampler, "multi_fidelity"):  # mobo: use rung results as observations, or not
+        session.study.sampler.multi_fidelity = not args.no_multi_fidelity
     log: list[dict[str, float]] = []
     start = time.perf_counter()
 
@@ -182,6 +184,9 @@ def main() -> None:
     parser.add_argument("--eval-size", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--arms", default="full,promotion", help="which arms to run (full, promotion or both)")
+    parser.add_argument("--no-multi-fidelity", action="store_true",
+                        help="mobo: ignore rung results (the surrogate sees full-fidelity results only)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--summarise", type=Path, default=None, help="only print the summary of a JSON written before")
     args = parser.parse_args()
@@ -197,7 +202,7 @@ def main() -> None:
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in (int(s) for s in args.seeds.split(",")):
-            for promotion in (False, True):
+            for promotion in [arm == "promotion" for arm in args.arms.split(",")]:
                 run = run_arm(args, seed, promotion, Path(tmp))
                 runs.append(run)
                 last = run["log"][-1]

@@ -212,3 +212,20 @@ def test_mobo_runs_a_successive_halving_study_within_its_contract(space):
     # seeded: the same study replays identically
     again = _halving_study(space, _sampler(space), n_configs=14)
     assert [t.params for t in again.get_trials(deepcopy=False)] == [t.params for t in trials]
+
+
+def test_prune_baseline_keeps_the_possible_front_only():
+    from autopeft.optim._acquisition import PctScale, prune_baseline
+
+    scale = PctScale(low=0.01, high=1.0)
+    pct_feature = torch.linspace(0, 1, 60, dtype=torch.float64)
+    # metric rises with pct for the first 30 points (all on the front); the last 30 are far worse copies
+    X = torch.stack([torch.zeros(60, dtype=torch.float64), pct_feature], dim=-1)
+    y = torch.cat([torch.linspace(0, 1, 30), torch.full((30,), -5.0)]).to(torch.float64).unsqueeze(-1)
+    X[30:, 0] = 1.0  # a separate region, so the GP tells the two groups apart
+    torch.manual_seed(0)
+    model, _ = fit_gp(X, y)
+    torch.manual_seed(0)
+    kept = prune_baseline(model, X, scale, max_points=20)
+    assert 20 <= len(kept) <= 30 and bool((kept[:, 0] == 0.0).all())  # only the front group survives
+    assert torch.equal(prune_baseline(model, X, scale, max_points=60), X)  # small baselines stay whole
