@@ -105,7 +105,23 @@ def run_arm(args: argparse.Namespace, seed: int, promotion: bool, workdir: Path)
     trials = session.study.get_trials(deepcopy=False)
     return {"arm": "promotion" if promotion else "full", "seed": seed, "ladder": session.runner.ladder,
             "configurations": len(trials), "complete": sum(t.state.name == "COMPLETE" for t in trials),
-            "pruned": sum(t.state.name == "PRUNED" for t in trials), "log": log}
+            "pruned": sum(t.state.name == "PRUNED" for t in trials), "log": log,
+            "trials": [trial_record(t, args) for t in trials if "plan" in t.user_attrs]}
+
+
+def trial_record(trial, args: argparse.Namespace) -> dict[str, Any]:
+    """State, exact pct, rung metrics and (synthetic only) the full-steps metric the configuration has or
+    would have had: `synthetic_curve` is a deterministic function of (plan, steps), so the metric a PRUNED
+    configuration would have reached at the top rung can be computed after the fact (for analysis only)."""
+    record = {"state": trial.state.name, "pct": trial.user_attrs.get("params_pct"),
+              "rungs": [(e["steps"], e["metric"]) for e in trial.user_attrs.get("rungs", ())]}
+    if trial.state.name == "COMPLETE":
+        record["metric"] = trial.values[0]
+    if args.evaluator == "synthetic":
+        from autopeft.workers.synthetic import synthetic_curve
+
+        record["full_metric"] = synthetic_curve(trial.user_attrs["plan"], args.max_steps, args.max_steps, args.noise)
+    return record
 
 
 def first_reaching(log: list[dict[str, float]], target: float) -> dict[str, float] | None:
@@ -146,6 +162,30 @@ def summarise(runs: list[dict[str, Any]], target_fraction: float, budget: int) -
             secs = [r[f"seconds_to_{name}"] for r in rows if r[f"seconds_to_{name}"] is not None]
             means[arm][f"seconds_to_{name}"] = statistics.mean(secs) if secs else None
     return {"per_seed": per_seed, "means": means}
+
+
+def proxy_quality(runs: list[dict[str, Any]], budget_pct: float = 1.0) -> list[dict[str, Any]]:
+    """Per promotion run (synthetic): Spearman correlation, over the configurations the sampler proposed, of
+    each rung's metric with the metric the configuration has or would have had at full steps; and the
+    hypervolume all its configurations would have reached at full steps (what perfect promotion could find
+    among them, at a higher cost)."""
+    from scipy.stats import spearmanr
+
+    from autopeft.pareto import hypervolume
+
+    rows = []
+    for run in runs:
+        records = [r for r in run.get("trials", ()) if "full_metric" in r and r["rungs"]]
+        if run["arm"] != "promotion" or not records:
+            continue
+        row = {"seed": run["seed"], "configurations": len(records)}
+        for steps in sorted({s for r in records for s, _ in r["rungs"]})[:-1]:
+            pairs = [(m, r["full_metric"]) for r in records for s, m in r["rungs"] if s == steps]
+            row[f"spearman_{steps}"] = (float(spearmanr(*zip(*pairs)).statistic), len(pairs)) if len(pairs) > 2 else None
+        points = [(r["full_metric"], r["pct"]) for r in records]
+        row["all_at_full_hv"] = hypervolume(points, (0.5, budget_pct))  # the spec's reference point
+        rows.append(row)
+    return rows
 
 
 def print_summary(summary: dict[str, Any], target_fraction: float) -> None:
@@ -193,6 +233,8 @@ def main() -> None:
     if args.summarise:
         data = json.loads(args.summarise.read_text())
         print_summary(summarise(data["runs"], data["args"]["target"], data["args"]["budget_steps"]), data["args"]["target"])
+        for row in proxy_quality(data["runs"], data["args"]["budget_pct"]):
+            print(row)
         return
 
     import torch
