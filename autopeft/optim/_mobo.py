@@ -9,9 +9,10 @@ Objectives: the task metric (maximised or minimised, as the study says; modelled
 2. Then each proposal:
    - a GP surrogate of the metric only (`SingleTaskGP`, or SAAS with ``surrogate="saas"``) on the
      encoded configuration plus its exact log-scaled params share (``n x (D + 1)``);
-   - with successive halving, every rung result (PRUNED, RUNNING and COMPLETE trials' ``rungs``) is an
-     observation too: the GP becomes the fidelity-aware one of `_fidelity` (the training steps,
-     log-scaled to 1 at the top rung, as one more input) and candidates are scored at the top fidelity;
+   - with ``multi_fidelity=True`` and successive halving, every rung result (PRUNED, RUNNING and COMPLETE
+     trials' ``rungs``) is an observation too: the GP becomes the fidelity-aware one of `_fidelity` (the
+     training steps, log-scaled to 1 at the top rung, as one more input) and candidates are scored at
+     the top fidelity;
    - the params share is computed exactly for every candidate, never modelled;
    - qLogNEHVI over the fixed reference point ``(metric reference, budget_pct)``, with the configurations
      of RUNNING/WAITING trials as pending points so that parallel proposals differ;
@@ -69,8 +70,10 @@ class MoboSampler(AutopeftSamplerBase):
         max_baseline: qLogNEHVI's baseline is pruned to the observed configurations on the front of some
             posterior sample once it has more than this many points (`prune_baseline`; the cost of
             scoring a candidate grows as the baseline squared).
-        multi_fidelity: use rung results (successive halving) as low-fidelity observations (default True;
-            without rung results in the study the model is the plain GP either way).
+        multi_fidelity: use rung results (successive halving) as low-fidelity observations (`_fidelity`).
+            Off by default: on the synthetic learning curves it did not beat ignoring them, at several times
+            the cost per proposal (docs/benchmarks.md, "Multi-fidelity mobo"). Without rung results in the
+            study the model is the plain GP either way.
         top_steps: training steps of the top rung; None reads them from the study (module `_history`).
     """
 
@@ -78,7 +81,7 @@ class MoboSampler(AutopeftSamplerBase):
                  metric_reference: float = 0.0, n_startup_trials: int = 8, surrogate: Literal["gp", "saas"] = "gp",
                  seed: int | None = None, mc_samples: int = 32, max_evals: int = 500, pool_size: int = 128,
                  n_starts: int = 6, refit_every: int = 3, refit_fraction: int = 25, max_baseline: int = 48,
-                 multi_fidelity: bool = True, top_steps: int | None = None):
+                 multi_fidelity: bool = False, top_steps: int | None = None):
         super().__init__(space, budget_pct=budget_pct, max_params=max_params, metric_reference=metric_reference,
                          n_startup_trials=max(2, n_startup_trials), seed=seed)
         if surrogate not in ("gp", "saas"):
