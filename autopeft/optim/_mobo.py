@@ -35,8 +35,7 @@ import torch
 from optuna.trial import FrozenTrial
 
 from autopeft.optim._acquisition import evaluate, log_nehvi, prune_baseline
-from autopeft.optim._base import AutopeftSamplerBase
-from autopeft.optim._base import pareto_mask
+from autopeft.optim._base import AutopeftSamplerBase, pareto_mask
 from autopeft.optim._design import feasible_design
 from autopeft.optim._fidelity import at_fidelity, fit_fidelity_gp
 from autopeft.optim._history import History
