@@ -228,5 +228,5 @@ def test_prune_baseline_keeps_the_possible_front_only():
     model, _ = fit_gp(X, y)
     torch.manual_seed(0)
     kept = prune_baseline(model, X, scale, max_points=20)
-    assert 20 <= len(kept) <= 30 and bool((kept[:, 0] == 0.0).all())  # only the front group survives
+    assert 15 <= len(kept) <= 20 and bool((kept[:, 0] == 0.0).all())  # capped, and only the front group survives
     assert torch.equal(prune_baseline(model, X, scale, max_points=60), X)  # small baselines stay whole
