@@ -66,9 +66,9 @@ class MoboSampler(AutopeftSamplerBase):
         refit_fraction: with ``n`` observations, refits come every ``max(refit_every, n // refit_fraction)``
             (every 8th at 200, every 20th at 500): hyperparameters settle as data grow, while a fit's
             cost grows as ``n^3`` (1.5 s of CPU at 200 points).
-        max_baseline: qLogNEHVI's baseline is pruned to the observed configurations on the front of some
-            posterior sample once it has more than this many points (`prune_baseline`; the cost of
-            scoring a candidate grows as the baseline squared).
+        max_baseline: once qLogNEHVI's baseline (the observed configurations) has more than this many
+            points, it keeps this many: those most often on the front of a posterior sample
+            (`prune_baseline`; the cost of scoring a candidate grows as the baseline squared).
         multi_fidelity: use rung results (successive halving) as low-fidelity observations (`_fidelity`).
             Off by default: on the synthetic learning curves it did not beat ignoring them, at several times
             the cost per proposal (docs/benchmarks.md, "Multi-fidelity mobo"). Without rung results in the
