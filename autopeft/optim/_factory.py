@@ -32,7 +32,7 @@ SAMPLER_NAMES = ("mobo", "autopeft", "botorch", "gp", "tpe", "nsga2", "random")
 
 def make_sampler(name: str, space: SearchSpace, *, budget_pct: float | None, max_params: int | None = None,
                  metric_reference: float = 0.0, n_startup_trials: int = 8, surrogate: str = "gp",
-                 seed: int | None = None) -> BaseSampler:
+                 seed: int | None = None, multi_fidelity: bool = False) -> BaseSampler:
     """A sampler for a two-objective autopeft study over ``space`` (see the module table).
 
     Args:
@@ -45,6 +45,7 @@ def make_sampler(name: str, space: SearchSpace, *, budget_pct: float | None, max
         n_startup_trials: trials before a model is used (space-filling design for ``mobo``).
         surrogate: metric surrogate of ``mobo``: ``gp`` or ``saas``.
         seed: makes proposals reproducible (None = random).
+        multi_fidelity: ``mobo`` only: rung results of successive halving become low-fidelity observations.
     Raises:
         ValueError: an unknown name or surrogate, or no budget at all.
     """
@@ -55,7 +56,7 @@ def make_sampler(name: str, space: SearchSpace, *, budget_pct: float | None, max
     budget = {"budget_pct": budget_pct, "max_params": max_params}
     if name == "mobo":
         return MoboSampler(space, **budget, metric_reference=metric_reference, n_startup_trials=n_startup_trials,
-                           surrogate=surrogate, seed=seed)  # type: ignore[arg-type]
+                           surrogate=surrogate, seed=seed, multi_fidelity=multi_fidelity)  # type: ignore[arg-type]
     if name == "autopeft":
         return AutoPeftSampler(space, **budget, metric_reference=metric_reference, n_startup_trials=n_startup_trials,
                                seed=seed)
