@@ -25,9 +25,18 @@ def env_with_heartbeat(seconds: float) -> dict:
     return {**os.environ, "AUTOPEFT_HEARTBEAT_SECONDS": str(seconds), "HF_HUB_OFFLINE": "1"}
 
 
+def trials_of(url) -> list:
+    """The study's trials, read through an engine closed right after: a connection this test process keeps
+    open would map the SQLite WAL index that the search processes delete and recreate, and read it stale."""
+    storage = open_db(url)
+    try:
+        return load_study(storage, "p").get_trials()
+    finally:
+        storage.engine.dispose()
+
+
 def completed(url):
-    study = load_study(open_db(url), "p")
-    return [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    return [t for t in trials_of(url) if t.state == TrialState.COMPLETE]
 
 
 def test_driver_killed_mid_search_resumes_without_losing_or_double_counting(tmp_path, tiny_bert_dir, glue_dir):
@@ -47,7 +56,7 @@ def test_driver_killed_mid_search_resumes_without_losing_or_double_counting(tmp_
     second = subprocess.run(search_cmd(tiny_bert_dir, glue_dir, url, 6), env=env, capture_output=True, text=True,
                             timeout=300)
     assert second.returncode == 0, second.stderr
-    trials = load_study(open_db(url), "p").get_trials()
+    trials = trials_of(url)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(done) == 6
     assert {n: v for n, v in before.items()} == {t.number: t.values for t in done if t.number in before}
@@ -79,7 +88,7 @@ def test_driver_killed_and_rerun_at_once_reaches_the_target_with_no_running_tria
     assert second.returncode == 0, second.stderr
     assert "left running by a stopped process" not in second.stdout  # the dead driver still looked alive
     assert f"trial {killed.number}: its search process stopped; failed and queued again" in second.stdout
-    trials = load_study(open_db(url), "p").get_trials()
+    trials = trials_of(url)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(done) == 6 and TrialState.RUNNING not in {t.state for t in trials}
     assert before == {t.number: t.values for t in done if t.number in before}
@@ -92,10 +101,10 @@ def test_driver_killed_and_rerun_at_once_reaches_the_target_with_no_running_tria
 
 def _running(url):
     try:
-        study = load_study(open_db(url), "p")
+        trials = trials_of(url)
     except Exception:  # the study may not exist yet
         return []
-    return [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING and "driver" in t.user_attrs]
+    return [t for t in trials if t.state == TrialState.RUNNING and "driver" in t.user_attrs]
 
 
 def _safe_completed(url):

@@ -88,7 +88,7 @@ def test_stale_running_trials_are_failed_and_their_configuration_retried(setup):
 
 def orphan_of(runner, driver, beat=True, **attrs):
     """A RUNNING trial of search process `driver` (which beats once then if `beat`), with user `attrs`."""
-    from autopeft.store import heartbeat
+    from autopeft.store.liveness import heartbeat
 
     trial = runner.study.ask()
     runner.space.suggest(trial)
@@ -133,7 +133,7 @@ def test_a_stale_trial_whose_configuration_used_up_its_retries_is_said_in_one_li
 def test_a_trial_just_asked_by_another_process_is_not_stale(setup):
     """Between `ask` and recording its process, a trial names no driver: it is stale only once it is
     older than the grace period (3 missed heartbeats), so a second process starting then leaves it alone."""
-    from autopeft.store import fail_stale_trials
+    from autopeft.store.liveness import fail_stale_trials
 
     runner = setup(trials=2)
     just_asked = runner.study.ask()

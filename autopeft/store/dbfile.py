@@ -77,12 +77,15 @@ def _problem(path: Path, *, writing: bool, uri: str | None = None) -> str | None
         return "an empty file"
     if head != SQLITE_HEADER:
         return "not a SQLite file"
+    # A search opens read-write: that connection also replays the write-ahead log a killed process left
+    # (a read-only one can find such a DB "malformed"); reading the table list writes nothing to the file.
+    mode = "mode=rw" if writing else "mode=ro"
     try:
-        with closing(sqlite3.connect(uri or _file_uri(path, "mode=ro"), uri=True, timeout=30)) as conn:
+        with closing(sqlite3.connect(uri or _file_uri(path, mode), uri=True, timeout=30)) as conn:
             tables = sorted(name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
     except sqlite3.DatabaseError as exc:
-        if writing and "unable to open" in str(exc):
-            return None  # a read-only folder: check_for_writing says so
+        if writing and ("unable to open" in str(exc) or "readonly" in str(exc)):
+            return None  # a read-only file or folder: check_for_writing says so
         return f"SQLite cannot read it: {exc}"
     if not tables:
         return None if writing else "a SQLite database with no tables"
