@@ -46,13 +46,13 @@ from optuna.trial import TrialState
 
 from autopeft.dispatch import Dispatcher, Job
 from autopeft.executors import InlineExecutor, Outcome
+from autopeft.objective import ACCURACY
 from autopeft.optim._factory import make_sampler
 from autopeft.pareto import hypervolume, hypervolume_history
 from autopeft.search_spaces.plan import Plan
 from autopeft.search_spaces.space import SearchSpace
 
 CHECKPOINTS = (10, 20, 40, 60)
-DIRECTIONS = ["maximize", "minimize"]
 
 
 class ProblemError(ValueError):
@@ -141,7 +141,7 @@ class SamplerRun:
                  n_startup_trials: int = 8, surrogate: str = "gp"):
         self.problem = problem
         self.budget_pct = budget_pct
-        self.study = optuna.create_study(directions=DIRECTIONS, sampler=make_sampler(
+        self.study = optuna.create_study(directions=[ACCURACY.direction, "minimize"], sampler=make_sampler(
             sampler, problem.space, budget_pct=budget_pct, metric_reference=problem.metric_floor,
             n_startup_trials=n_startup_trials, surrogate=surrogate, seed=seed))
         self.run = Run(sampler=sampler, seed=seed, points=[], suggest_seconds=[])
