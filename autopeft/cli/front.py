@@ -14,7 +14,7 @@ from rich.table import Table
 from autopeft.cli.app import console as make_console
 from autopeft.cli.app import fail, print_json
 from autopeft.refine_compare import Comparison, Refinement, compare
-from autopeft.store import StudyInfo, TrialRow, front
+from autopeft.store import StudyInfo, StudyReader, TrialRow, front
 from autopeft.store.linked import latest_refinement
 
 PARETO_FIELDS = ("trial", "metric", "params_pct", "params", "plan")
@@ -37,9 +37,11 @@ def print_pareto(info: StudyInfo, rows: list[dict], console: Console) -> None:
     console.print(table)
 
 
-def show_front(storage, info: StudyInfo, rows: list[dict], format: str, refinement: str | None = None) -> None:
+def show_front(reader: StudyReader, info: StudyInfo, rows: list[dict], format: str,
+               refinement: str | None = None) -> None:
     """Print the front `rows` in `format` (table, json, csv), with the refinement beside it when there is one."""
-    if show_refined(storage, info.name, rows, format, refinement):
+    if (refinement is not None or reader.refinements(info.name)) and show_refined(
+            reader.storage, info.name, rows, format, refinement):
         return
     if format == "json":
         print_json(rows)

@@ -36,13 +36,21 @@ def open_for_reading(storage: str):
         fail(str(exc))
 
 
+def open_reader(storage: str) -> StudyReader:
+    """The store's column-level reader on the study DB, read-only; one line when it cannot be read."""
+    try:
+        return StudyReader.open(storage)
+    except StudyError as exc:
+        fail(str(exc))
+
+
 @app.command()
 def studies(
     storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help=STORAGE_HELP),
     format: ListFormat = typer.Option(ListFormat.table, "--format", help="table or json"),
 ):
     """List the studies: model, task, space, trials by state, best metric, hypervolume."""
-    reader = StudyReader(open_for_reading(storage))
+    reader = open_reader(storage)
     rows = [summarize(info, reader.rows(info.study_id), [n for _, n in reader.refinements(info.name)]).to_dict()
             for info in reader.studies() if info.spec is not None]  # no spec: a linked study, or not autopeft's
     if format is ListFormat.json:
@@ -73,10 +81,9 @@ def pareto(
     """Print the Pareto-optimal trials: number, metric, params %, plan summary; refined values when refined."""
     from autopeft.cli.front import pareto_rows, show_front
 
-    st = open_for_reading(storage)
-    reader = StudyReader(st)
+    reader = open_reader(storage)
     try:
         info = reader.search(study)
     except StudyError as exc:
         fail(str(exc))
-    show_front(st, info, pareto_rows(info, reader.rows(info.study_id)), format.value, refinement)
+    show_front(reader, info, pareto_rows(info, reader.rows(info.study_id)), format.value, refinement)

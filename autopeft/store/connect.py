@@ -29,7 +29,7 @@ def readonly_url(url: str) -> tuple[str, dict[str, Any]]:
     if backend == "sqlite":
         database = parsed.database or ""
         if database in ("", ":memory:") or database.startswith("file:"):
-            raise StudyError(f"storage {redact_url(url)}: the dashboard reads a SQLite file; pass sqlite:///PATH")
+            raise StudyError(f"storage {redact_url(url)}: reading needs a SQLite file; pass sqlite:///PATH")
         path = Path(database).expanduser().resolve()
         if not path.is_file():
             raise StudyError(f"storage {redact_url(url)}: no such file {path}; run `autopeft search` first or check --storage")

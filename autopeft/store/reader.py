@@ -95,11 +95,43 @@ class _Cache:
 class StudyReader:
     """Read-only view of one storage; thread-safe; caches finished trials per study."""
 
-    def __init__(self, storage: optuna.storages.RDBStorage):
-        self.storage = storage
-        self.engine: sa.Engine = storage.engine
+    def __init__(self, storage: optuna.storages.RDBStorage | None = None, *, engine: sa.Engine | None = None,
+                 url: str | None = None):
+        """On `storage`; or on a bare read-only `engine` for `url`, the Optuna storage opened only when needed."""
+        if storage is None and (engine is None or url is None):
+            raise TypeError("StudyReader needs a storage, or an engine and its url")
+        self._storage, self._url = storage, url
+        self.engine: sa.Engine = engine if engine is not None else storage.engine
         self._caches: dict[int, _Cache] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, url: str) -> StudyReader:
+        """A reader on the study DB at `url`, read-only, on a bare SQLAlchemy engine: Optuna's storage (its
+        migrations imported and the schema version checked, about 0.25 s) is opened only for what needs it
+        (`trial`, linked studies). `StudyError` (one line) when the DB cannot be read."""
+        from autopeft.store.connect import readonly_url
+        from autopeft.store.urls import _scrub, redact_url
+
+        ro_url, kwargs = readonly_url(url)
+        engine = sa.create_engine(ro_url, **kwargs)
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.select(_studies.c.study_id).limit(1)).all()
+        except sa.exc.SQLAlchemyError as exc:
+            engine.dispose()
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StudyError(f"cannot read storage {redact_url(url)}: {_scrub(reason, url)}; check --storage") from None
+        return cls(engine=engine, url=url)
+
+    @property
+    def storage(self) -> optuna.storages.RDBStorage:
+        """Optuna's storage on the same DB (read-only when the reader was `open`ed)."""
+        if self._storage is None:
+            from autopeft.store.connect import open_readonly
+
+            self._storage = open_readonly(self._url)
+        return self._storage
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyReader:
