@@ -119,13 +119,17 @@ def complete_trial(study, number: int):
     return trial
 
 
+def _recorded_plan(trial, study_name: str) -> dict:
+    plan = trial_attr(trial.user_attrs, "plan")
+    if not isinstance(plan, dict):
+        raise ValueError(f"trial {trial.number}: records no plan (it was not run by autopeft); export another trial "
+                         f"(see `autopeft pareto {study_name}`)")
+    return plan
+
+
 def trial_plan(study, number: int) -> Plan:
     """The plan recorded on completed trial `number`; `ValueError` naming the problem otherwise."""
-    plan = trial_attr(complete_trial(study, number).user_attrs, "plan")
-    if not isinstance(plan, dict):
-        raise ValueError(f"trial {number}: records no plan (it was not run by autopeft); export another trial "
-                         f"(see `autopeft pareto {study.study_name}`)")
-    return Plan.from_dict(plan)
+    return Plan.from_dict(_recorded_plan(complete_trial(study, number), study.study_name))
 
 
 def export_trial(study, number: int, fmt: str, out_dir: str | Path) -> Exported:
@@ -133,4 +137,6 @@ def export_trial(study, number: int, fmt: str, out_dir: str | Path) -> Exported:
     from autopeft.store import stored_spec
 
     spec = stored_spec(study)
-    return export_frozen_trial(complete_trial(study, number), spec, fmt, out_dir)
+    trial = complete_trial(study, number)
+    _recorded_plan(trial, study.study_name)  # a trial another tool added records none: say so, not a KeyError
+    return export_frozen_trial(trial, spec, fmt, out_dir)

@@ -278,9 +278,13 @@ def create_app(storage_url: str, token: str | None = None, *, allowed_hosts: lis
         detail["study_name"] = view.info.name
         detail["plan_layers"] = plan_info(detail["plan"], detail["summary"]).to_dict() if detail["plan"] else None
         from autopeft.export import formats_for  # only the formats that can express this trial's plan
+        from autopeft.search_spaces import PlanError
 
-        detail["exports"] = ({f: f"/api/studies/{study_id}/trials/{number}/export/{f}" for f in formats_for(trial.user_attrs)}
-                             if detail["state"] == "complete" else {})
+        try:
+            formats = formats_for(trial.user_attrs) if detail["state"] == "complete" else []
+        except PlanError:  # a plan this autopeft cannot read (an unknown family): shown, not exportable
+            formats = []
+        detail["exports"] = {f: f"/api/studies/{study_id}/trials/{number}/export/{f}" for f in formats}
         return detail
 
     @app.get("/api/studies/{study_id}/trials/{number}/figure", tags=["trials"])
@@ -329,6 +333,19 @@ def _export(info: StudyInfo, trial, fmt: str) -> Response:
     return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
+def _hardened(response: Response) -> Response:
+    """`response` with the headers every answer carries (CSP, nosniff, no referrer), refusals included."""
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+def same_origin(path: str) -> str:
+    """`path` as a path on this server: `//evil.example/x` (or `/\\evil.example`) would leave it."""
+    return "/" + path.lstrip("/\\")
+
+
 def _add_security(app: FastAPI, token: str | None, allowed_hosts: list[str] | None) -> None:
     """Token check (when set), Host check (when given), and headers that keep pages to their own assets."""
 
@@ -337,22 +354,19 @@ def _add_security(app: FastAPI, token: str | None, allowed_hosts: list[str] | No
         if allowed_hosts is not None:
             host = request.headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
             if host not in allowed_hosts:
-                return JSONResponse({"detail": f"host {host!r} not allowed"}, status_code=400)
+                return _hardened(JSONResponse({"detail": f"host {host!r} not allowed"}, status_code=400))
         if token is not None:
             given = request.query_params.get("token")
             if given is not None and hmac.compare_digest(given.encode(), token.encode()):
                 params = {k: v for k, v in request.query_params.multi_items() if k != "token"}
-                target = request.url.path + (f"?{urlencode(params)}" if params else "")
+                target = same_origin(request.scope["path"]) + (f"?{urlencode(params)}" if params else "")
                 redirect = RedirectResponse(target, status_code=303)
                 redirect.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
-                return redirect
+                return _hardened(redirect)
             bearer = request.headers.get("authorization", "")
             presented = bearer[7:] if bearer.lower().startswith("bearer ") else request.cookies.get(TOKEN_COOKIE, "")
             if not hmac.compare_digest(presented.encode(), token.encode()):
-                return JSONResponse({"detail": "access token required: open the dashboard URL with ?token=TOKEN, "
-                                               "or send 'Authorization: Bearer TOKEN'"}, status_code=401)
-        response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        return response
+                return _hardened(JSONResponse({"detail": "access token required: open the dashboard URL with "
+                                                         "?token=TOKEN, or send 'Authorization: Bearer TOKEN'"},
+                                              status_code=401))
+        return _hardened(await call_next(request))

@@ -3,6 +3,8 @@
 Figures are dicts rather than `plotly.graph_objects.Figure` so a 10,000-point study is drawn without
 plotly's per-property validation; the tests check every figure against plotly's schema.
 Trace `customdata` holds the trial number: the page opens that trial when a point is clicked.
+Text from the DB (plan summaries, failure notes, family and metric names) goes through `plain`:
+plotly reads `<a>`, `<b>`, ... in figure text as markup, so `&`, `<`, `>` are sent as entities.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ SIZES_SCALE = [[0.0, "#e0e7ff"], [0.5, "#818cf8"], [1.0, "#312e81"]]
 Figure = dict[str, Any]
 
 
+def plain(text: Any) -> str:
+    """`text` for plotly as plain text: `&`, `<`, `>` as entities (no link, no tag), `%{` not a template field."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("%{", "%&#123;")
+
+
 def _layout(**extra: Any) -> dict[str, Any]:
     base = {"font": FONT, "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "#ffffff",
             "margin": {"l": 64, "r": 24, "t": 24, "b": 56}, "hovermode": "closest",
@@ -39,20 +46,21 @@ def _axis(title: str, **extra: Any) -> dict[str, Any]:
 def pareto_figure(info: ParetoFrontInfo, metric_name: str = "metric", refined: RefinementInfo | None = None) -> Figure:
     """Front as a step line with markers, dominated trials faded, failed ones as crosses, budget line;
     with a refinement, the refined means with ± sd error bars (hollow when off the refined front)."""
+    metric_name = plain(metric_name)
     hover = "<b>trial %{customdata}</b><br>%{text}<br>" + metric_name + " %{y:.4f}<br>params %{x:.4g}%<extra></extra>"
     traces = [
         {"type": "scatter", "mode": "markers", "name": f"dominated ({len(info.dominated)})",
          "x": [p.params_pct for p in info.dominated], "y": [p.metric for p in info.dominated],
-         "customdata": [p.number for p in info.dominated], "text": [p.summary for p in info.dominated],
+         "customdata": [p.number for p in info.dominated], "text": [plain(p.summary) for p in info.dominated],
          "hovertemplate": hover, "marker": {"color": MUTED, "size": 6, "opacity": 0.45}},
         {"type": "scatter", "mode": "markers", "name": f"failed ({len(info.failed)})",
          "x": [p.params_pct for p in info.failed], "y": [info.failed_y] * len(info.failed),
-         "customdata": [p.number for p in info.failed], "text": [f"{p.summary}<br>{p.note}" for p in info.failed],
+         "customdata": [p.number for p in info.failed], "text": [f"{plain(p.summary)}<br>{plain(p.note)}" for p in info.failed],
          "hovertemplate": "<b>trial %{customdata}</b> failed<br>%{text}<extra></extra>",
          "marker": {"color": FAIL, "size": 7, "symbol": "x-thin-open", "opacity": 0.5, "line": {"width": 1.5}}},
         {"type": "scatter", "mode": "lines+markers", "name": f"Pareto front ({len(info.front)})",
          "x": [p.params_pct for p in info.front], "y": [p.metric for p in info.front],
-         "customdata": [p.number for p in info.front], "text": [p.summary for p in info.front],
+         "customdata": [p.number for p in info.front], "text": [plain(p.summary) for p in info.front],
          "hovertemplate": hover, "line": {"shape": "hv", "color": ACCENT, "width": 2},
          "marker": {"color": ACCENT, "size": 9, "line": {"color": "#ffffff", "width": 1.5}}},
     ]
@@ -76,7 +84,7 @@ def _refined_traces(refined: RefinementInfo) -> list[dict[str, Any]]:
     """Refined mean ± sd per refined front trial, and the refined front as a dashed step line."""
     points = [p for p in refined.comparison.points if p.refined_mean is not None]
     front = [p for p in points if p.refined_front]
-    metric = refined.refinement.metric
+    metric = plain(refined.refinement.metric)
     hover = ("<b>trial %{customdata}</b> refined<br>" + metric + " %{y:.4f} ± %{error_y.array:.4f}<br>"
              "%{text}<br>params %{x:.4g}%<extra></extra>")
     return [
@@ -116,6 +124,7 @@ def _size_heatmap(sizes: list[list[int]], family: str, x: list[int], y: list[str
     z = [[math.log2(s) + 1 if s else None for s in row] for row in sizes]
     text = [[str(s) if s else "" for s in row] for row in sizes]
     what = SIZE_NAMES.get(family.split(":")[0], "size")
+    family = plain(family)
     trace = {"type": "heatmap", "z": z, "x": x, "y": y, "text": text, "texttemplate": "%{text}",
              "xaxis": f"x{axis}", "yaxis": f"y{axis}", "colorscale": SIZES_SCALE, "zmin": 1, "zmax": 11,
              "showscale": False, "xgap": 2, "ygap": 2, "name": family,
@@ -144,7 +153,7 @@ def layer_map_figure(info: LayerMapInfo) -> Figure:
         layout[f"yaxis{axis}"] = _axis("", anchor=f"x{axis}", showgrid=False, type="category",
                                        showticklabels=k == 0, **({} if k == 0 else {"matches": "y"}))
         annotations.append({"xref": f"x{axis} domain", "yref": "paper", "x": 0.5, "y": 1.0, "yanchor": "bottom",
-                            "showarrow": False, "text": f"<b>{family}</b> ({SIZE_NAMES.get(family.split(':')[0], 'size')})"})
+                            "showarrow": False, "text": f"<b>{plain(family)}</b> ({SIZE_NAMES.get(family.split(':')[0], 'size')})"})
     layout["annotations"] = annotations
     return {"data": traces, "layout": layout}
 
@@ -152,7 +161,7 @@ def layer_map_figure(info: LayerMapInfo) -> Figure:
 def plan_figure(info: PlanInfo) -> Figure:
     """A single plan: module families (rows) x layers (columns), cell = size."""
     sizes = [info.sizes[f] for f in info.families]
-    labels = [f"{f} ({SIZE_NAMES.get(f.split(':')[0], 'size')})" for f in info.families]
+    labels = [f"{plain(f)} ({SIZE_NAMES.get(f.split(':')[0], 'size')})" for f in info.families]
     trace = _size_heatmap(sizes, "", list(range(info.num_layers)), labels, "", None, showscale=False)
     trace["hovertemplate"] = "%{y}: %{text}<br>layer %{x}<extra></extra>"
     return {"data": [trace], "layout": _layout(

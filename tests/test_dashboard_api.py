@@ -297,3 +297,93 @@ def test_json_api_round_trips(client):
     sid = study_id(client, "tiny-lora")
     for url in ("/api/studies", f"/api/studies/{sid}", f"/api/studies/{sid}/trials"):
         assert json.loads(client.get(url).content) is not None
+
+
+LINK = '<a href="https://evil.example/x">click</a>'
+
+
+@pytest.fixture(scope="module")
+def linky(db, tmp_path_factory):
+    """A copy of the DB with a study whose plan family, plan summary and failure text are plotly links."""
+    path, storage = db
+    copy = tmp_path_factory.mktemp("dash-links") / "links.db"
+    copy.write_bytes(path.read_bytes())
+    target = optuna.storages.RDBStorage(f"sqlite:///{copy}")
+    done = load_study(storage, "tiny-lora").get_trials(states=(TrialState.COMPLETE,))[0]
+    plan = json.loads(json.dumps(done.user_attrs["plan"]))
+    plan["modules"][0]["family"] = LINK
+    spec = load_study(storage, "tiny-lora").user_attrs
+    study = optuna.create_study(storage=target, study_name="links", directions=["maximize", "minimize"])
+    for key, value in spec.items():
+        study.set_user_attr(key, value)
+    study.add_trial(optuna.trial.create_trial(values=done.values, params=done.params, distributions=done.distributions,
+                                              user_attrs={**done.user_attrs, "plan": plan, "plan_summary": f"lora {LINK}"}))
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.FAIL, params=done.params, distributions=done.distributions,
+        user_attrs={**done.user_attrs, "failure": {"kind": "crash", "message": LINK}}))
+    target.engine.dispose()
+    with TestClient(create_app(f"sqlite:///{copy}")) as c:
+        yield c, study_id(c, "links")
+
+
+def _texts(figure) -> str:
+    return json.dumps(figure)
+
+
+def test_figure_text_from_the_db_is_plain_text(linky):
+    """Plotly reads `<a href>` in hover text, labels and titles as a link: DB text reaches it as entities."""
+    c, sid = linky
+    escaped = "&lt;a href=\"https://evil.example/x\"&gt;click&lt;/a&gt;"
+    figs = c.get(f"/api/studies/{sid}/figures").json()
+    for name in ("pareto", "layer_map"):
+        text = json.dumps(figs[name], ensure_ascii=False)
+        assert "<a " not in text and "evil.example" in text, name
+    pareto = {t["name"].split(" (")[0]: t for t in figs["pareto"]["data"]}
+    front_text = pareto["Pareto front"]["text"] + pareto["dominated"]["text"]
+    assert f"lora {escaped}" in front_text
+    assert pareto["failed"]["text"][0].endswith(f"<br>crash: {escaped}")  # our own <br> stays markup
+    layer_map = figs["layer_map"]
+    assert escaped in {t["name"] for t in layer_map["data"]}
+    assert any(a["text"].startswith(f"<b>{escaped}</b>") for a in layer_map["layout"]["annotations"])
+    plan = c.get(f"/api/studies/{sid}/trials/0/figure").json()
+    assert "<a " not in json.dumps(plan) and any(label.startswith(escaped) for label in plan["data"][0]["y"])
+    # the JSON API keeps the raw text (the page puts it into textContent)
+    detail = c.get(f"/api/studies/{sid}/trials/0").json()
+    assert detail["summary"] == f"lora {LINK}" and detail["exports"] == {}  # an unknown family: not exportable
+
+
+def test_plain_escapes_markup_and_template_fields():
+    from autopeft.dashboard.figures import plain
+
+    assert plain("a & <b>%{x}</b>") == "a &amp; &lt;b&gt;%&#123;x}&lt;/b&gt;"
+    assert plain("lora r=8") == "lora r=8"
+
+
+@pytest.mark.parametrize(("url", "location"), [
+    ("//evil.example/x?token=s3cret", "/evil.example/x"),
+    ("/%2F%2Fevil.example/x?token=s3cret", "/evil.example/x"),
+    ("/%5C%5Cevil.example?token=s3cret&a=1", "/evil.example?a=1"),
+    ("/\\\\evil.example?token=s3cret", "/evil.example"),
+    ("/studies/1?token=s3cret&x=2", "/studies/1?x=2"),
+])
+def test_token_redirect_stays_on_this_server(db, url, location):
+    path, _ = db
+    with TestClient(create_app(f"sqlite:///{path}", token="s3cret")) as c:
+        response = c.get(f"http://testserver{url}", follow_redirects=False)  # the path as sent: //evil.example/x
+        assert response.status_code == 303 and response.headers["location"] == location
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "default-src 'self'" in response.headers["content-security-policy"]
+
+
+def test_refusals_carry_the_security_headers(db):
+    path, _ = db
+    with TestClient(create_app(f"sqlite:///{path}", token="s3cret", allowed_hosts=["127.0.0.1"]),
+                    base_url="http://127.0.0.1:8765") as c:
+        answers = [c.get("/api/studies", follow_redirects=False),
+                   c.get("/api/studies", headers={"Host": "evil.example"}, follow_redirects=False),
+                   c.get("/api/studies", headers={"Authorization": "Bearer s3cret"})]
+        assert [r.status_code for r in answers] == [401, 400, 200]
+        for response in answers:
+            assert response.headers["content-security-policy"] == answers[2].headers["content-security-policy"]
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert response.headers["referrer-policy"] == "no-referrer"
