@@ -68,11 +68,7 @@ def open_db(url: str) -> optuna.storages.RDBStorage:
             if attempt < 2 and ("already exists" in str(exc) or "UniqueViolation" in str(exc)):
                 time.sleep(0.5)  # another process is creating the schema right now
                 continue
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            reason = _scrub(reason, url)
-            hint = ("is the database server running? check --storage" if _is_refused(reason)
-                    else f"check --storage (e.g. {URL_EXAMPLES})")
-            raise StudyError(f"cannot open storage {redact_url(url)}: {reason}; {hint}") from None
+            raise cannot_open(url, exc) from None
     if url.startswith("sqlite"):
         _use_wal(storage.engine)
     return storage
@@ -109,3 +105,13 @@ def _use_wal(engine) -> None:
 
     event.listen(engine, "connect", on_connect)
     engine.dispose()  # connections opened before the listener reconnect with it
+
+
+def cannot_open(url: str, exc: Exception) -> StudyError:
+    """The one line for a DB that cannot be reached or used: the driver's first line (password scrubbed) and
+    what to check."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = _scrub(reason, url)
+    hint = ("is the database server running? check --storage" if _is_refused(reason)
+            else f"check --storage (e.g. {URL_EXAMPLES})")
+    return StudyError(f"cannot open storage {redact_url(url)}: {reason}; {hint}")

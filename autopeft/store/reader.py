@@ -110,8 +110,7 @@ class StudyReader:
         """A reader on the study DB at `url`, read-only, on a bare SQLAlchemy engine: Optuna's storage (its
         migrations imported and the schema version checked, about 0.25 s) is opened only for what needs it
         (`trial`, linked studies). `StudyError` (one line) when the DB cannot be read."""
-        from autopeft.store.connect import readonly_url
-        from autopeft.store.urls import _scrub, redact_url
+        from autopeft.store.connect import cannot_open, readonly_url
 
         ro_url, kwargs = readonly_url(url)
         engine = sa.create_engine(ro_url, **kwargs)
@@ -120,8 +119,7 @@ class StudyReader:
                 conn.execute(sa.select(_studies.c.study_id).limit(1)).all()
         except sa.exc.SQLAlchemyError as exc:
             engine.dispose()
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StudyError(f"cannot read storage {redact_url(url)}: {_scrub(reason, url)}; check --storage") from None
+            raise cannot_open(url, exc) from None
         return cls(engine=engine, url=url)
 
     @property
