@@ -76,7 +76,7 @@ def bulk_add_trials(storage: optuna.storages.RDBStorage, study: optuna.Study, tr
 
     session = storage.scoped_session()
     try:
-        study_id = study._study_id
+        study_id = storage.get_study_id_from_name(study.study_name)
         first = session.query(models.TrialModel).filter(models.TrialModel.study_id == study_id).count()
         for offset, t in enumerate(trials):
             row = models.TrialModel(study_id=study_id, number=first + offset, state=t.state,

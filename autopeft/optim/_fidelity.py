@@ -33,7 +33,6 @@ import warnings
 from typing import Any
 
 import torch
-from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
@@ -41,12 +40,11 @@ from gpytorch.constraints import GreaterThan
 from gpytorch.likelihoods import _GaussianLikelihoodBase
 from gpytorch.likelihoods.noise_models import Noise
 from gpytorch.means import Mean
-from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import LogNormalPrior
 from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
-from autopeft.optim._surrogate import _WARM_PREFIXES
+from autopeft.optim._surrogate import warm_fit
 
 #: the fidelity of a full-fidelity (top-rung) result
 TOP = 1.0
@@ -128,13 +126,4 @@ def fit_fidelity_gp(train_X: Tensor, train_Y: Tensor, *, warm: dict[str, Tensor]
             covar_module=get_covar_module_with_dim_scaled_prior(ard_num_dims=train_X.shape[-1]),
             outcome_transform=Standardize(m=train_Y.shape[-1]),
         )
-        if warm:
-            with torch.no_grad():
-                for name, param in model.named_parameters():
-                    if name in warm and warm[name].shape == param.shape:
-                        param.copy_(warm[name])
-        if maxiter > 0:
-            mll = ExactMarginalLogLikelihood(model.likelihood, model)
-            fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
-    state = {k: v.detach().clone() for k, v in model.named_parameters() if k.startswith(_WARM_PREFIXES)}
-    return model.eval(), state
+    return warm_fit(model, warm, maxiter)

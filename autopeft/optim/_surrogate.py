@@ -49,6 +49,14 @@ def fit_gp(train_X: Tensor, train_Y: Tensor, *, warm: dict[str, Tensor] | None =
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = SingleTaskGP(train_X, train_Y, outcome_transform=Standardize(m=train_Y.shape[-1]))
+    return warm_fit(model, warm, maxiter)
+
+
+def warm_fit(model, warm: dict[str, Tensor] | None, maxiter: int):
+    """Start `model` from the `warm` hyperparameters (those of matching shape), fit them for at most `maxiter`
+    iterations (0: keep them), and return the model in eval mode with its hyperparameters for the next warm start."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         if warm:
             with torch.no_grad():
                 for name, param in model.named_parameters():
