@@ -7,11 +7,11 @@ from pathlib import Path
 import typer
 
 from autopeft.cli.app import app, fail
-from autopeft.cli.studies import DEFAULT_STORAGE, STORAGE_HELP, open_for_reading
+from autopeft.cli.studies import DEFAULT_STORAGE, STORAGE_HELP
 from autopeft.export import FORMATS, export_trial
 from autopeft.optional import MissingExtra
 from autopeft.search_spaces import ModelError, PlanError
-from autopeft.store import StudyError, load_study
+from autopeft.store import StudyError, load_study, open_db_for_reading
 
 
 @app.command()
@@ -27,7 +27,10 @@ def export(
     if format not in FORMATS:
         fail(f"--format: expected one of {', '.join(FORMATS)}, got {format!r}")
     _check_out(out, force)
-    st = open_for_reading(storage)
+    try:
+        st = open_db_for_reading(storage)  # a SQLite file that does not exist is an error, not created
+    except StudyError as exc:
+        fail(str(exc))
     try:
         if not 0 <= trial < 2**63:  # beyond SQLite's INTEGER: not a trial number of any study
             raise StudyError(f"trial {trial}: no such trial in study {study!r}; pick one from `autopeft pareto {study}`")

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from autopeft.cli.app import app, fail, print_json
 from autopeft.cli.app import console as make_console
-from autopeft.store import StudyError, StudyReader, open_db_for_reading, redact_url, summarize
+from autopeft.store import StudyError, StudyReader, redact_url, summarize
 
 STORAGE_HELP = "SQLAlchemy URL of the study DB."
 DEFAULT_STORAGE = "sqlite:///autopeft.db"
@@ -26,14 +26,6 @@ class ParetoFormat(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
-
-
-def open_for_reading(storage: str):
-    """The study DB for reading; a SQLite file that does not exist is an error (not created)."""
-    try:
-        return open_db_for_reading(storage)
-    except StudyError as exc:
-        fail(str(exc))
 
 
 def open_reader(storage: str) -> StudyReader:

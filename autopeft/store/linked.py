@@ -6,9 +6,6 @@ study lives in the same storage as its source, named ``SOURCE--refined`` by defa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from optuna.trial import TrialState
 
 from autopeft.refine_compare import Refinement, aggregate
@@ -27,10 +24,6 @@ def refinement_names(storage, source: str) -> list[str]:
     from autopeft.store.reader import StudyReader
 
     return [name for _, name in StudyReader(storage).refinements(source)]
-
-
-def is_refinement(user_attrs: Mapping[str, Any]) -> bool:
-    return REFINEMENT_OF in user_attrs
 
 
 def read_refinement(storage, name: str) -> Refinement:

@@ -20,7 +20,6 @@ are PRUNED and have no values.
 
 from __future__ import annotations
 
-import datetime as dt
 import warnings
 from typing import Any
 
@@ -109,9 +108,6 @@ def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Pareto-optimal completed trials, cheapest first."""
     done = completed(study)
     return [done[i] for i in pareto_indices(points(done), objective_of(study).maximize)]
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def count_trials(study: optuna.Study, state: TrialState) -> int:
