@@ -1,10 +1,9 @@
 """Open the study DB: read-write for the commands that write (search, refine), read-only for the rest.
 
-Read-only: 
-SQLite is opened through a `file:...?mode=ro` URI (`autopeft.store.dbfile.readonly_creator`: also a WAL-mode
-DB in a read-only folder, and a file that is not a study DB is refused), so the file cannot be written
-(nor created when it is missing); PostgreSQL sessions start with `default_transaction_read_only=on`. Optuna's table
-creation is skipped; its schema-version check only reads.
+Read-only: SQLite is opened through a `file:...?mode=ro` URI (`autopeft.store.dbfile.readonly_creator`:
+also a WAL-mode DB in a read-only folder, and a file that is not a study DB is refused), so the file
+cannot be written (nor created when it is missing); PostgreSQL sessions start with
+`default_transaction_read_only=on`. Optuna's table creation is skipped; its schema-version check only reads.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The study DB: Optuna RDB storage (SQLite by default, PostgreSQL for clusters), the only store.
+"""Studies in the study DB (Optuna RDB storage): create and load them, their spec and objective, trials.
 
 A study is 2-objective: values = (task metric, trainable params % ↓); the metric is maximised or
 minimised as its `Objective` says (Optuna's study directions, and the user attr `objective` =
