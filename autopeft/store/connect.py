@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 from sqlalchemy.engine import make_url
 
-from autopeft.store.dbfile import check_for_writing, readonly_creator
+from autopeft.store.dbfile import check_for_writing, creating, readonly_creator
 from autopeft.store.errors import StudyError
 from autopeft.store.urls import URL_EXAMPLES, _engine_kwargs, _is_refused, _scrub, check_url, redact_url, sqlite_path
 
@@ -53,8 +53,19 @@ def open_db(url: str) -> optuna.storages.RDBStorage:
     unreachable, and for a SQLite file that is not a study DB or is read-only (`autopeft.store.dbfile`)."""
     check_url(url)
     path = sqlite_path(url)
-    if path is not None:
-        check_for_writing(url, path)
+    if path is None:
+        storage = _create_tables(url)
+    else:
+        with creating(path):
+            check_for_writing(url, path)
+            storage = _create_tables(url)
+        _use_wal(storage.engine)
+    return storage
+
+
+def _create_tables(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's storage on `url`, its tables created where missing; retried when another process creates the
+    PostgreSQL schema at the same moment (SQLite files are serialised by `creating`)."""
     for attempt in range(3):
         try:
             storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
@@ -68,8 +79,6 @@ def open_db(url: str) -> optuna.storages.RDBStorage:
                 time.sleep(0.5)  # another process is creating the schema right now
                 continue
             raise cannot_open(url, exc) from None
-    if url.startswith("sqlite"):
-        _use_wal(storage.engine)
     return storage
 
 

@@ -13,11 +13,11 @@ process can be writing it, since a writer needs that folder too.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
-import time
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -29,20 +29,32 @@ NOT_A_STUDY_DB = "not an autopeft/Optuna study database"
 READERS = "`autopeft studies`, `pareto`, `export` and `dashboard` only read it"
 
 
-def check_for_writing(url: str, path: Path, wait_seconds: float = 2.0) -> None:
-    """`StudyError` (one line) unless `path` can become or is a study DB that a search may write.
+@contextmanager
+def creating(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the folder of `path` (a SQLite study DB) while it is checked and Optuna
+    creates or upgrades its tables: two searches started at once on a new file otherwise race, one seeing
+    half-made tables ("not a study database") or failing on Optuna's `alembic_version` row. The lock is
+    `flock` on the folder itself (no lock file is left behind); SQLite's own locks are separate."""
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        yield  # no such folder, or not readable: check_for_writing or SQLite says so in one line
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
-    An empty file is given `wait_seconds` to grow a header: another search process may be creating it.
-    """
+
+def check_for_writing(url: str, path: Path) -> None:
+    """`StudyError` (one line) unless `path` can become or is a study DB that a search may write.
+    Call it inside `creating(path)`, so that no other search is creating the file meanwhile."""
     folder = path.parent
     if path.is_dir():
         raise StudyError(f"storage {url}: {path} is a folder, not a file; pass --storage sqlite:///PATH/NAME.db")
     if path.exists():
         problem = _problem(path, writing=True)
-        deadline = time.monotonic() + wait_seconds
-        while problem == "an empty file" and time.monotonic() < deadline:
-            time.sleep(0.1)
-            problem = _problem(path, writing=True)
         if problem is not None:
             raise StudyError(_refusal(url, path, problem, writing=True))
         if not os.access(path, os.W_OK):
