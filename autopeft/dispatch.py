@@ -82,32 +82,41 @@ class Dispatcher:
 
     def run(self, next_job: Callable[[], Job | None], on_outcome: Callable[[Outcome], bool | None], *,
             idle: Callable[[], bool] | None = None, before_poll: Callable[[], None] | None = None,
-            timeout: float = 1.0) -> None:
+            ready: Callable[[], Job | None] | None = None, timeout: float = 1.0) -> None:
         """Loop until `next_job` returns None with nothing in flight and `idle` (if given) returns False.
 
         `on_outcome` records one finished job; returning False says the job was queued again (not a result:
         it does not count towards the failures in a row). `idle` is called when nothing is in flight and
         no job came (e.g. to wait for another process): True goes round again. `before_poll` runs before
-        each poll. Any exception (Ctrl-C included) cancels the jobs in flight, then propagates.
+        each poll. `ready` (if given) hands out a job prepared ahead, or None: the workers a poll freed get
+        those before the poll's results are recorded. Any exception (Ctrl-C included) cancels the jobs in
+        flight, then propagates.
         """
         try:
             while True:
-                while self.free > 0:
-                    job = next_job()
-                    if job is None:
-                        break
-                    self.submit(job)
+                self._fill(next_job)
                 if not self.in_flight:
                     if idle is not None and idle():
                         continue
                     return
                 if before_poll is not None:
                     before_poll()
-                for number, payload in self.executor.poll(timeout=timeout):
-                    self.in_flight.discard(number)
+                finished = self.executor.poll(timeout=timeout)
+                self.in_flight.difference_update(number for number, _ in finished)
+                if ready is not None:
+                    self._fill(ready)
+                for number, payload in finished:
                     outcome = self._to_outcome(number, payload)
                     if on_outcome(outcome) is not False:
                         self.count(outcome)
         except BaseException:
             self.cancel()
             raise
+
+    def _fill(self, next_job: Callable[[], Job | None]) -> None:
+        """Submit jobs from `next_job` while the executor has room and it has one."""
+        while self.free > 0:
+            job = next_job()
+            if job is None:
+                return
+            self.submit(job)

@@ -38,6 +38,7 @@ from autopeft.search_spaces.space import SearchSpace
 from autopeft.spec import SearchSpec
 from autopeft.store import OBJECTIVE_ATTR, completed, count_trials, liveness, objective_of, points
 from autopeft.store.attrs import result_attrs, storable
+from autopeft.store.trials import ask, draw, finish, set_attrs, state_counts
 
 #: What a trial ran on, kept as its own small trial attr `resources` for tables: device (``cuda``/``cpu``),
 #: precision of the frozen base (``fp32``, ``bf16``, ``fp16``, ``4bit``, ``8bit``), peak memory (MiB).
@@ -96,6 +97,7 @@ class Runner:
         self.objective = objective_of(study)
         self.on_progress = on_progress or (lambda progress: None)
         self._running: dict[int, _Running] = {}
+        self._ready: list[_Running] = []  # asked ahead, waiting for a worker (`_ask_ahead`)
         self._asked: optuna.Trial | None = None  # asked, not yet in _running
         self.driver = uuid.uuid4().hex[:12]  # this search process, for heartbeats and stale-trial recovery
         self._points: list[tuple[float, float]] = []  # (metric, params %) of completed trials
@@ -135,7 +137,7 @@ class Runner:
         stop_beating = self.watch.start()
         try:
             self.dispatch.run(self._next_job, self._on_outcome, idle=self._wait_for_others,
-                              before_poll=lambda: self._swept(self.watch.sweep()))
+                              before_poll=self._before_poll, ready=self._ready_job)
         except BaseException as exc:  # the dispatcher cancelled the jobs in flight: fail their trials
             ctrl_c = isinstance(exc, KeyboardInterrupt)
             self._abandon("interrupted by the user (Ctrl-C)" if ctrl_c else "the search stopped with an error")
@@ -146,6 +148,10 @@ class Runner:
             self.progress.last_event = f"{self._completed_in_db()} trials complete in the study"
             self._load()
         return self.progress
+
+    def _before_poll(self) -> None:
+        self._swept(self.watch.sweep())
+        self._ask_ahead()
 
     def _on_outcome(self, outcome: Outcome) -> None:
         try:
@@ -172,40 +178,74 @@ class Runner:
             self.on_progress(self.progress)
 
     def _next_job(self) -> Job | None:
-        """Ask the study for the next trial to run, or None when the trials counted so far reach the target;
-        infeasible and already-stopped configurations are failed without training."""
-        while self._completed_in_db() + self._bound_to_complete() < self.spec.execution.trials:
-            trial = self._asked = self.study.ask()  # failed by _abandon if interrupted before it is registered
-            plan = self.space.suggest(trial)
+        """The next trial to run: one asked ahead (`_ask_ahead`), else one asked now; None when the trials
+        counted so far reach the target."""
+        running = self._ready.pop(0) if self._ready else self._ask()
+        if running is None:
+            return None
+        running.submitted = time.perf_counter()
+        self._running[running.trial.number] = running
+        self.progress.running = len(self._running)
+        return self._job(running)
+
+    def _ready_job(self) -> Job | None:
+        """A trial asked ahead, for a worker that has just finished (None when there is none): handed out
+        before that worker's result is recorded."""
+        return self._next_job() if self._ready else None
+
+    def _ask_ahead(self) -> None:
+        """While every worker is busy, ask the next trial, so that the first to finish starts it at once.
+        Only with several workers (one worker's next proposal should see its last result) and without
+        successive halving (whose promotions take the freed workers)."""
+        if self.ladder is None and self.executor.capacity > 1 and self.dispatch.free == 0 and not self._ready:
+            running = self._ask()
+            if running is not None:
+                self._ready.append(running)
+
+    def _ask(self) -> _Running | None:
+        """Ask the study for a trial, its parameters and plan written in one transaction (`store.trials`);
+        None when the trials counted so far reach the target. Infeasible and already-stopped configurations
+        are failed without training."""
+        while self._counted() < self.spec.execution.trials:
+            trial = self._asked = ask(self.study)  # failed by _abandon if interrupted before it is registered
+            draft = draw(trial, self.space.distributions())
+            plan = self.space.decode(draft.values)
             count = self.space.count(plan)
-            infeasible = self._infeasible(plan, count)
-            stopped = self._stopped.get(_params_key(trial.params)) if self.ladder is not None else None
-            if stopped is not None:  # see `_stopped`: never trained twice, and never proposed again
-                trial.set_user_attr("failure", {"kind": "duplicate", "message": f"configuration already stopped early "
-                                                f"in trial {stopped}"})
+            failure = self._refusal(trial, plan, count)
+            if failure is not None:
+                draft.write({"failure": failure})
                 self.study.tell(trial, state=TrialState.FAIL)
                 self.progress.failed += 1
                 self._asked = None
                 continue
-            if infeasible:  # only samplers without the feasibility wrapper get here
-                trial.set_user_attr("failure", {"kind": "infeasible", "message": infeasible})
-                self.study.tell(trial, state=TrialState.FAIL)
-                self.progress.failed += 1
-                self._asked = None
-                continue
-            for key, value in (("plan", storable(plan.to_dict())), ("plan_summary", plan.summary()),
-                               ("params", count.params), ("params_pct", count.pct), ("driver", self.driver)):
-                trial.set_user_attr(key, value)
-            self._running[trial.number] = running = _Running(trial, plan, count, time.perf_counter())
-            self._asked, self.progress.running = None, len(self._running)
-            return self._job(running)
+            draft.write({"plan": storable(plan.to_dict()), "plan_summary": plan.summary(), "params": count.params,
+                         "params_pct": count.pct, "driver": self.driver})
+            self._asked = None
+            return _Running(trial, plan, count, time.perf_counter())
         return None
 
-    def _bound_to_complete(self) -> int:
-        """Running trials that become COMPLETE unless they fail: every RUNNING one in the study, or with
-        successive halving only this process's trials at the top rung (the others may be pruned)."""
+    def _refusal(self, trial: optuna.Trial, plan: Plan, count: ParamCount) -> dict[str, str] | None:
+        """The `failure` of a trial not to train: a configuration already stopped early (see `_stopped`: never
+        trained twice), or one that is invalid or over budget (only samplers without the feasibility wrapper
+        propose those)."""
+        stopped = self._stopped.get(_params_key(trial.params)) if self.ladder is not None else None
+        if stopped is not None:
+            return {"kind": "duplicate", "message": f"configuration already stopped early in trial {stopped}"}
+        infeasible = self._infeasible(plan, count)
+        return None if infeasible is None else {"kind": "infeasible", "message": infeasible}
+
+    def _counted(self) -> int:
+        """Trials counted towards the target: COMPLETE ones of every process, and those bound to complete
+        (one query)."""
+        counts = state_counts(self.study)
+        return counts.get(TrialState.COMPLETE, 0) + self._bound_to_complete(counts.get(TrialState.RUNNING, 0))
+
+    def _bound_to_complete(self, running: int | None = None) -> int:
+        """Running trials that become COMPLETE unless they fail: every RUNNING one in the study (`running`, when
+        just counted), or with successive halving only this process's trials at the top rung (the others may
+        be pruned)."""
         if self.ladder is None:
-            return count_trials(self.study, TrialState.RUNNING)
+            return count_trials(self.study, TrialState.RUNNING) if running is None else running
         return sum(r.rung == len(self.ladder) - 1 for r in self._running.values())
 
     def _job(self, running: _Running) -> Job:
@@ -225,46 +265,47 @@ class Runner:
         if running is None:  # not ours (already abandoned)
             return
         trial = running.trial
-        if outcome.attrs:
-            for key, value in result_attrs(outcome.attrs).items():  # `result` and its long parts (autopeft.store.attrs)
-                trial.set_user_attr(key, value)
-            trial.set_user_attr("resources", {k: outcome.attrs.get(k) for k in RESOURCE_KEYS})
+        attrs = {}
+        if outcome.attrs:  # `result` and its long parts (autopeft.store.attrs)
+            attrs = {**result_attrs(outcome.attrs), "resources": {k: outcome.attrs.get(k) for k in RESOURCE_KEYS}}
         if self.ladder is not None:
-            self._record_rung(running, outcome)
-            if outcome.ok and running.rung < len(self.ladder) - 1:
-                self._promote_or_prune(running, outcome)
-                self._refresh()
-                return
-        if outcome.ok:
-            self.study.tell(trial, [outcome.metric, running.count.pct])
+            attrs.update(self._record_rung(running, outcome))
+        if not outcome.ok:
+            attrs["failure"] = outcome.failure
+        if self.ladder is not None and outcome.ok and running.rung < len(self.ladder) - 1:
+            set_attrs(trial, attrs)  # one transaction
+            self._promote_or_prune(running, outcome)
+            self._refresh()
+            return
+        values = [outcome.metric, running.count.pct] if outcome.ok else None
+        state = finish(trial, values, None if outcome.ok else TrialState.FAIL, attrs)  # one transaction
+        if state == TrialState.COMPLETE:
             self._points.append((outcome.metric, running.count.pct))
             self.done_this_run += 1
             self.turnaround[trial.number] = time.perf_counter() - running.submitted
             self.progress.last_event = f"trial {trial.number}: {outcome.metric:.4f} at {running.count.pct:.4f}% params"
         else:
-            trial.set_user_attr("failure", outcome.failure)
-            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             self.progress.failed += 1
-            self.progress.last_event = f"trial {trial.number} failed: {(outcome.failure or {}).get('message', '')}"
+            self.progress.last_event = f"trial {trial.number} failed: {trial.user_attrs['failure'].get('message', '')}"
             if outcome.lost:
                 liveness.requeue(self.study, trial, self.spec.execution.max_retries)
         self._refresh()
 
-    def _record_rung(self, running: _Running, outcome: Outcome) -> None:
-        """Store the rung on the trial: `steps` (total over rungs) and, when it succeeded, an entry in
+    def _record_rung(self, running: _Running, outcome: Outcome) -> dict[str, Any]:
+        """The rung's attributes for the trial: `steps` (total over rungs) and, when it succeeded, an entry in
         `rungs` = {rung, steps, metric, train_seconds} with, below the top rung, the promotion decision."""
         planned = self.ladder[running.rung]
         steps = int(outcome.attrs.get("steps") or (planned if outcome.ok else 0))
         running.steps += steps
-        trial = running.trial
+        attrs: dict[str, Any] = {"steps": running.steps}
         if outcome.ok:
             entry = {"rung": running.rung, "steps": steps, "metric": outcome.metric,
                      "train_seconds": outcome.attrs.get("train_seconds")}
             if running.rung < len(self.ladder) - 1:
                 entry.update(self._decide(running, outcome.metric).to_dict())
             running.rungs.append(entry)
-            trial.set_user_attr("rungs", storable(running.rungs))
-        trial.set_user_attr("steps", running.steps)
+            attrs["rungs"] = storable(running.rungs)
+        return attrs
 
     def _decide(self, running: _Running, metric: float) -> Decision:
         """Rank the trial's result among every result recorded at its rung in the study (any process);
@@ -299,14 +340,15 @@ class Runner:
 
     def _abandon(self, reason: str) -> None:
         """Fail this process's running trials (the dispatcher has cancelled their jobs)."""
-        trials = [r.trial for r in self._running.values()] + ([self._asked] if self._asked is not None else [])
-        for trial in trials:
+        abandoned = [r.trial for r in [*self._running.values(), *self._ready]]
+        for trial in abandoned + ([self._asked] if self._asked is not None else []):
             try:
                 trial.set_user_attr("failure", {"kind": "interrupted", "message": reason})
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # already finished (e.g. failed as stale by another process): nothing to record
             self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         self._running.clear()
+        self._ready.clear()
         self._asked = None
 
     def _load(self) -> None:

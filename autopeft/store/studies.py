@@ -31,6 +31,7 @@ from autopeft.pareto import pareto_indices
 from autopeft.spec import SearchSpec
 from autopeft.store.attrs import OBJECTIVE_ATTR, REFINEMENT_OF, SPEC_ATTR, readable, storable
 from autopeft.store.errors import StudyError
+from autopeft.store.trials import state_counts
 from autopeft.store.urls import redact_url
 
 
@@ -111,9 +112,8 @@ def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def count_trials(study: optuna.Study, state: TrialState) -> int:
-    """Trials of `study` in `state`, by every process (one COUNT query)."""
-    # `Study.get_trials(states=...)` builds every matching FrozenTrial; the storage's count is one query
-    return study._storage.get_n_trials(study._study_id, state=state)
+    """Trials of `study` in `state`, by every process (one COUNT query, `autopeft.store.trials.state_counts`)."""
+    return state_counts(study).get(state, 0)
 
 
 def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:
