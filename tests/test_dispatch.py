@@ -166,3 +166,18 @@ def test_every_executor_implements_the_protocol_close_included():
     inline.submit(0, {"p": 1})
     inline.close()
     assert inline.poll(0) == []  # closed: queued trials are dropped
+
+
+def test_jobs_prepared_ahead_go_to_the_freed_workers_before_the_results_are_recorded():
+    executor = Scripted(capacity=2)
+    dispatcher = Dispatcher(executor, to_outcome=outcome)
+    prepared = [Job(100 + i, (True, "")) for i in range(3)]
+    running_when_recorded: list[list[int]] = []
+
+    def on_outcome(o: Outcome) -> None:
+        running_when_recorded.append([n for n, _, _ in executor.running])
+
+    dispatcher.run(jobs([(True, "")] * 2), on_outcome, ready=lambda: prepared.pop(0) if prepared else None)
+    assert [n for n, _, _ in executor.submitted] == [0, 1, 100, 101, 102]
+    # job 0 finished: job 100 was already running on its worker when job 0's result was recorded
+    assert running_when_recorded[:3] == [[1, 100], [100, 101], [101, 102]]

@@ -189,3 +189,60 @@ def test_ctrl_c_records_the_running_trial_as_failed(setup):
     trials = resumed.study.get_trials()
     assert trials[3].params == trials[2].params and trials[3].user_attrs["retry_of"] == 2
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 6 and len(trials) == 7
+
+
+class Workers:
+    """`capacity` workers running the synthetic evaluator; the oldest job finishes at each poll. Records how many
+    of the study's trials were RUNNING at each poll, and every number submitted."""
+
+    def __init__(self, capacity, study_of, interrupt_at_poll=None):
+        self.capacity, self.study_of, self.interrupt_at_poll = capacity, study_of, interrupt_at_poll
+        self.evaluate, self.queue, self.submitted, self.running_at_poll = SyntheticEvaluator(), [], [], []
+
+    def submit(self, number, plan, fidelity=None):
+        assert len(self.queue) < self.capacity, "submitted beyond capacity"
+        self.queue.append((number, plan))
+        self.submitted.append(number)
+
+    def poll(self, timeout):
+        from autopeft.store.trials import state_counts
+
+        self.running_at_poll.append(state_counts(self.study_of())[TrialState.RUNNING])
+        if len(self.running_at_poll) == self.interrupt_at_poll:
+            raise KeyboardInterrupt
+        number, plan = self.queue.pop(0)
+        return [(number, self.evaluate(plan))]
+
+    def cancel_all(self):
+        numbers = [n for n, _ in self.queue]
+        self.queue.clear()
+        return numbers
+
+    def close(self):
+        pass
+
+
+def test_with_several_workers_the_next_trial_is_asked_ahead_and_the_target_is_met_exactly(setup):
+    runner = setup(trials=9)
+    runner.executor = workers = Workers(3, lambda: runner.study)
+    runner.dispatch.executor = workers
+    progress = runner.run()
+    # while the 3 workers were busy, a 4th trial was asked and waiting (but never past the target)
+    assert max(workers.running_at_poll) == 4 and workers.running_at_poll[-1] == 1
+    assert sorted(workers.submitted) == list(range(9))  # each trial once, none lost
+    assert states(runner.study) == [TrialState.COMPLETE] * 9 and progress.completed == 9
+    for t in runner.study.get_trials():
+        assert t.values[1] == t.user_attrs["params_pct"] and t.user_attrs["driver"] == runner.driver
+
+
+def test_a_trial_asked_ahead_is_failed_as_interrupted_on_ctrl_c(setup):
+    runner = setup(trials=9)
+    runner.executor = workers = Workers(3, lambda: runner.study, interrupt_at_poll=3)
+    runner.dispatch.executor = workers
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    trials = runner.study.get_trials()
+    assert TrialState.RUNNING not in {t.state for t in trials}
+    interrupted = [t.number for t in trials if t.state == TrialState.FAIL]
+    assert len(interrupted) == 4 and all(trials[n].user_attrs["failure"]["kind"] == "interrupted" for n in interrupted)
+    assert [n for n in interrupted if n not in workers.submitted] == [max(interrupted)]  # the one asked ahead

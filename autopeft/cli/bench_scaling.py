@@ -1,8 +1,9 @@
 """`autopeft bench scaling`: orchestration throughput on a local Ray with declared fake GPUs.
 
 For each worker count W: W long-lived actors (one fake GPU each) run the synthetic evaluator
-(sleeps `--trial-seconds`, then scores the plan) through the real runner and a real SQLite study,
-for `--rounds` x W trials, with the random sampler. Reports throughput (trials/s), the ideal
+(sleeps `--trial-seconds`, then scores the plan) through the real runner and a real study (a SQLite file
+in a temporary folder, or the DB at `--storage`, e.g. PostgreSQL), for `--rounds` x W trials, with the
+random sampler. Reports throughput (trials/s), the ideal
 W / trial_seconds, efficiency = throughput / ideal, and the median per-trial overhead: time from
 handing a trial to the executor until it is recorded in the DB, minus the evaluator's own time.
 """
@@ -13,6 +14,7 @@ import json
 import statistics
 import tempfile
 import time
+import uuid
 from functools import partial
 from pathlib import Path
 
@@ -36,7 +38,8 @@ def run_scaling(workers: int, trial_seconds: float, rounds: int, model_dir: str,
     trials = rounds * workers
     spec = build_spec({}, {"model": model_dir, "space": "lora", "execution.trials": trials, "budget.max_params_pct": 100,
                            "execution.workers": workers})
-    study = create_study(open_db(db), f"scaling-{workers}", spec, Objective("metric", "maximize", 0.0))
+    name = f"scaling-{workers}-{uuid.uuid4().hex[:8]}"  # a --storage DB may hold earlier runs
+    study = create_study(open_db(db), name, spec, Objective("metric", "maximize", 0.0))
     study.sampler = optuna.samplers.RandomSampler(seed=0)
     space = load_space("lora", structure_of(load_config(model_dir)))
     pool = RayPool(partial(SyntheticEvaluator, trial_seconds), workers, cpus_per_trial=0.01, gpus_per_trial=1)
@@ -64,6 +67,8 @@ def scaling(
     workers: str = typer.Option("1,4,16,64", "--workers", help="Comma-separated worker counts."),
     trial_seconds: float = typer.Option(2.0, "--trial-seconds", help="Seconds each synthetic trial sleeps."),
     rounds: int = typer.Option(4, "--rounds", help="Trials per worker at each count."),
+    storage: str | None = typer.Option(None, "--storage", help="Study DB URL (e.g. postgresql+psycopg://USER:PASS@HOST/DB); "
+                                       "default: a SQLite file in a temporary folder."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the figures as JSON."),
 ):
     """Throughput, efficiency and per-trial overhead of the runner on Ray, with a synthetic evaluator."""
@@ -76,6 +81,14 @@ def scaling(
     import ray
     from transformers import BertConfig
 
+    from autopeft.store import StudyError, open_db
+
+    if storage is not None:
+        try:
+            open_db(storage).engine.dispose()
+        except StudyError as exc:
+            fail(str(exc))
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         BertConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128).save_pretrained(tmp)
@@ -83,11 +96,13 @@ def scaling(
         try:
             typer.echo(f"{'workers':>8} {'trials':>7} {'thru/s':>8} {'ideal/s':>8} {'eff':>7} {'overhead ms':>12}")
             for count in counts:
-                row = run_scaling(count, trial_seconds, rounds, tmp, f"sqlite:///{Path(tmp) / 'scaling.db'}")
+                row = run_scaling(count, trial_seconds, rounds, tmp, storage or f"sqlite:///{Path(tmp) / 'scaling.db'}")
                 rows.append(row)
                 typer.echo(f"{row['workers']:>8} {row['trials']:>7} {row['throughput']:>8.2f} {row['ideal_throughput']:>8.2f} "
                            f"{100 * row['efficiency']:>6.1f}% {row['median_overhead_ms']:>12.1f}")
         finally:
             ray.shutdown()
     if json_path is not None:
-        json_path.write_text(json.dumps({"trial_seconds": trial_seconds, "rounds": rounds, "results": rows}, indent=2))
+        backend = "sqlite" if storage is None else storage.split(":", 1)[0].split("+", 1)[0]
+        json_path.write_text(json.dumps({"trial_seconds": trial_seconds, "rounds": rounds, "storage": backend,
+                                         "results": rows}, indent=2))
