@@ -41,7 +41,7 @@ from typing import Any
 import optuna
 
 from autopeft.executors import InlineExecutor, evaluate_plan_dict
-from autopeft.runner import prepare_search
+from autopeft.search_setup import prepare_search
 from autopeft.spec import build_spec
 from autopeft.workers.synthetic import SyntheticEvaluator
 

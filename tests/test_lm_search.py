@@ -109,7 +109,8 @@ def test_a_minimised_metric_defaults_its_ceiling_to_a_uniform_prediction(llama):
 
     from transformers import AutoConfig
 
-    from autopeft.runner import SearchError, search_objective
+    from autopeft.runner import SearchError
+    from autopeft.search_setup import search_objective
     from autopeft.spec import build_spec
 
     vocab = AutoConfig.from_pretrained(llama).vocab_size

@@ -178,7 +178,7 @@ def search(
         "execution.heartbeat_seconds": float(os.environ["AUTOPEFT_HEARTBEAT_SECONDS"])
         if os.environ.get("AUTOPEFT_HEARTBEAT_SECONDS") else None,
     }
-    from autopeft.runner import prepare_search
+    from autopeft.search_setup import prepare_search
     from autopeft.workers import check_model
 
     console = make_console()

@@ -5,6 +5,7 @@
   `dbfile`: SQLite files checked before Optuna opens them;
 - `studies`: create and load studies, the stored spec and objective, trials by number and counts by state;
   `linked`: the linked studies of `autopeft refine`;
+- `trials`: the driver's writes of a trial, each one transaction (`ask`, `draw`, `finish`), counts by state;
 - `attrs`: attribute keys and how values are stored (each within optuna-dashboard's 1,024 characters);
 - `liveness`: heartbeats of search processes, stale trials and their retries;
 - `reader`: column-level, incremental reads of the study list and trial rows;
