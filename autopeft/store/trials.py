@@ -7,7 +7,6 @@ second, so here:
 
 - `ask` is `study.ask()` without bringing Optuna's trial cache up to date first (which reads every
   RUNNING trial whole);
-
 - `draw` samples every parameter of a trial exactly as `trial.suggest_*` would (enqueued values, the
   sampler's relative sample, else its independent sample, in the given order); `Draft.write` writes them,
   with the trial's attributes, in one transaction;
