@@ -4,8 +4,8 @@ optimiser, workers and study.
 `Runner.run()` drives `autopeft.dispatch`, which keeps up to `executor.capacity` trials running: for
 each, the runner asks the study (its sampler sees the RUNNING trials as pending points), decodes the
 plan and records it with its exact parameter count on the trial; it tells the study each result. With
-several workers, the next trial is asked while every worker is busy, and handed to the first that frees
-up before that worker's result is recorded. A trial's parameters and plan, and later its result and
+several workers, the next trial is asked while every worker is busy, and the workers a poll frees get
+their next trials before the poll's results are recorded. A trial's parameters and plan, and later its result and
 state, are each written in one transaction (`autopeft.store.trials`).
 Completed trials count towards `spec.execution.trials`; failed ones are recorded with their reason
 and do not; `FAILURES_ALLOWED + capacity` failures in a row stop the search.
@@ -192,18 +192,24 @@ class Runner:
         return self._job(running)
 
     def _ready_job(self) -> Job | None:
-        """A trial asked ahead, for a worker that has just finished (None when there is none): handed out
-        before that worker's result is recorded."""
-        return self._next_job() if self._ready else None
+        """A trial for a worker that has just finished, handed out before that worker's result is recorded
+        (None when it must wait for the results): with several workers and no successive halving, one asked
+        ahead (`_ask_ahead`) or asked now. The results still count as RUNNING trials meanwhile, so the
+        trials counted towards the target are right and the sampler treats them as pending."""
+        return self._next_job() if self._asks_ahead() else None
 
     def _ask_ahead(self) -> None:
-        """While every worker is busy, ask the next trial, so that the first to finish starts it at once.
-        Only with several workers (one worker's next proposal should see its last result) and without
-        successive halving (whose promotions take the freed workers)."""
-        if self.ladder is None and self.executor.capacity > 1 and self.dispatch.free == 0 and not self._ready:
+        """While every worker is busy, ask the next trial, so that the first to finish starts it at once."""
+        if self._asks_ahead() and self.dispatch.free == 0 and not self._ready:
             running = self._ask()
             if running is not None:
                 self._ready.append(running)
+
+    def _asks_ahead(self) -> bool:
+        """Whether trials are asked before the last results are recorded: only with several workers (one
+        worker's next proposal should see its last result) and without successive halving (whose promotions
+        take the freed workers)."""
+        return self.ladder is None and self.executor.capacity > 1
 
     def _ask(self) -> _Running | None:
         """Ask the study for a trial, its parameters and plan written in one transaction (`store.trials`);

@@ -246,3 +246,32 @@ def test_a_trial_asked_ahead_is_failed_as_interrupted_on_ctrl_c(setup):
     interrupted = [t.number for t in trials if t.state == TrialState.FAIL]
     assert len(interrupted) == 4 and all(trials[n].user_attrs["failure"]["kind"] == "interrupted" for n in interrupted)
     assert [n for n in interrupted if n not in workers.submitted] == [max(interrupted)]  # the one asked ahead
+
+
+class AllAtOnce(Workers):
+    """Every job in flight finishes at each poll; records how many trials were COMPLETE at each submit."""
+
+    def __init__(self, capacity, study_of):
+        super().__init__(capacity, study_of)
+        self.complete_at_submit = []
+
+    def submit(self, number, plan, fidelity=None):
+        from autopeft.store.trials import state_counts
+
+        super().submit(number, plan, fidelity)
+        self.complete_at_submit.append(state_counts(self.study_of()).get(TrialState.COMPLETE, 0))
+
+    def poll(self, timeout):
+        finished, self.queue = self.queue, []
+        return [(number, self.evaluate(plan)) for number, plan in finished]
+
+
+def test_the_workers_a_poll_frees_get_new_trials_before_its_results_are_recorded(setup):
+    runner = setup(trials=9)
+    runner.executor = workers = AllAtOnce(3, lambda: runner.study)
+    runner.dispatch.executor = workers
+    progress = runner.run()
+    # trials 3-5 started while 0-2 were still unrecorded (one asked ahead, two asked then); 6-8 likewise
+    assert workers.submitted == list(range(9))
+    assert workers.complete_at_submit == [0, 0, 0, 0, 0, 0, 3, 3, 3]
+    assert states(runner.study) == [TrialState.COMPLETE] * 9 and progress.completed == 9

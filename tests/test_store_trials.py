@@ -136,3 +136,51 @@ def test_attributes_written_again_are_replaced_and_counts_follow_every_state(url
     assert state_counts(study) == {state: n for state, n in expected.items() if n}
     assert state_counts(study) == {TrialState.PRUNED: 1, TrialState.RUNNING: 1, TrialState.COMPLETE: 3,
                                    TrialState.WAITING: 1}
+
+
+def test_a_new_trial_is_the_trial_optuna_would_build_and_every_process_sees_it(url, space):
+    study = new_study(url, "s", optuna.samplers.RandomSampler(seed=0))
+    trial = ask(study)
+    usual = optuna.Trial(study, trial._trial_id)  # Optuna's own view of the same trial, read from the DB
+    assert vars(trial).keys() == vars(usual).keys()
+    for name in ("study", "_trial_id", "storage", "relative_search_space", "_relative_params", "_fixed_params"):
+        assert getattr(trial, name) == getattr(usual, name), name
+    mine, theirs = trial._cached_frozen_trial, usual._cached_frozen_trial
+    assert (mine.number, mine.state, mine.params, mine.user_attrs, mine.system_attrs, mine.values) == \
+           (theirs.number, theirs.state, theirs.params, theirs.user_attrs, theirs.system_attrs, theirs.values)
+    assert abs((mine.datetime_start - theirs.datetime_start).total_seconds()) < 1e-3  # local time, as Optuna's
+    assert [(t.number, t.state) for t in study.get_trials()] == [(0, TrialState.RUNNING)]  # this process's cache
+    draw(trial, space.distributions()).write()
+    assert finish(trial, [-math.inf, 0.5]) == TrialState.COMPLETE  # infinities are stored as Optuna stores them
+    (stored,) = reread(url, "s")
+    assert stored.values == [-math.inf, 0.5] and stored.params == trial.params
+
+
+def test_trials_asked_at_once_by_several_drivers_get_distinct_numbers(url, space):
+    import threading
+
+    new_study(url, "s", optuna.samplers.RandomSampler(seed=0))
+    numbers, errors = [], []
+
+    def driver():
+        storage = open_db(url)
+        try:
+            study = load_study(storage, "s")
+            study.sampler = optuna.samplers.RandomSampler()
+            for _ in range(10):
+                trial = ask(study)
+                draw(trial, space.distributions()).write()
+                numbers.append(trial.number)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            storage.engine.dispose()
+
+    threads = [threading.Thread(target=driver) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(numbers) == list(range(40))
+    assert sorted(t.number for t in reread(url, "s")) == list(range(40))

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, check_distribution_compatibility
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 
 def _backend(study: optuna.Study) -> optuna.storages.RDBStorage:
@@ -67,7 +67,7 @@ class Draft:
         with _session(backend) as session:
             _check_updatable(backend, session, trial_id)
             if rows:  # one INSERT of every row, where Optuna's `set_trial_param` makes a transaction of each
-                session.execute(insert(models.TrialParamModel), rows)
+                session.execute(insert(models.TrialParamModel.__table__), rows)
             _add_attrs(backend, session, trial_id, attrs)
         for name, distribution in self._new.items():
             known.setdefault(name, distribution)
@@ -95,10 +95,70 @@ def ask(study: optuna.Study) -> optuna.Trial:
     for trial_id in waiting:
         try:
             if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):  # False: another process took it
-                return optuna.Trial(study, trial_id)
+                return optuna.Trial(study, trial_id)  # reads the queued trial's fixed params
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
-    return optuna.Trial(study, storage.create_new_trial(study._study_id))
+    return _trial_of(study, _new_trial(study))
+
+
+def _new_trial(study: optuna.Study) -> FrozenTrial:
+    """A new RUNNING trial of `study`, as Optuna's `create_new_trial` writes it, in three statements.
+
+    Optuna builds the row through the ORM and `optuna.Trial(...)` then reads the new trial back whole (a
+    query per table); here a core INSERT, the trial's number (trials before it in the study) and the
+    FrozenTrial built from what was written. Elsewhere than SQLite the study row is locked first, as
+    Optuna does, so that two processes cannot give their trials one number.
+    """
+    from optuna.storages._cached_storage import _StudyInfo
+    from optuna.storages._rdb import models
+    from sqlalchemy import func, insert, select, update
+
+    backend, study_id = _backend(study), study._study_id
+    trials = models.TrialModel.__table__
+    started = datetime.now()  # FrozenTrial datetimes are naive local time; the row holds naive UTC (Optuna's model)
+    with _session(backend) as session:
+        if backend.engine.name != "sqlite":  # SQLite's INSERT takes the write lock of the whole DB itself
+            session.execute(select(models.StudyModel.study_id).where(models.StudyModel.study_id == study_id)
+                            .with_for_update())
+        trial_id = session.execute(insert(trials).values(study_id=study_id, number=None, state=TrialState.RUNNING,
+                                                         datetime_start=_utc(started))).inserted_primary_key[0]
+        number = session.execute(select(func.count()).select_from(trials)
+                                 .where(trials.c.study_id == study_id, trials.c.trial_id < trial_id)).scalar_one()
+        session.execute(update(trials).where(trials.c.trial_id == trial_id).values(number=number))
+
+    def frozen() -> FrozenTrial:
+        return FrozenTrial(number=number, state=TrialState.RUNNING, value=None, values=None, datetime_start=started,
+                           datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
+                           intermediate_values={}, trial_id=trial_id)
+
+    cache = study._storage
+    if cache is not backend:  # as `_CachedStorage.create_new_trial`: the study's trial list knows the new trial
+        with cache._lock:
+            cache._studies.setdefault(study_id, _StudyInfo())
+            cache._add_trials_to_cache(study_id, [frozen()])
+    return frozen()
+
+
+def _trial_of(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
+    """`optuna.Trial(study, trial_id)` for a trial just created by this process, from its FrozenTrial.
+
+    `Trial.__init__` reads the trial back from the DB; its other steps are these (tests compare the
+    result's attributes with those of an `optuna.Trial` built the usual way).
+    """
+    from optuna import pruners
+
+    trial = optuna.Trial.__new__(optuna.Trial)
+    trial.study, trial._trial_id, trial.storage = study, frozen._trial_id, study._storage
+    trial._cached_frozen_trial = frozen
+    study.sampler.before_trial(pruners._filter_study(study, frozen), frozen)
+    trial.relative_search_space, trial._relative_params = None, None
+    trial._fixed_params = frozen.system_attrs.get("fixed_params", {})
+    return trial
+
+
+def _utc(local: datetime) -> datetime:
+    """A naive local datetime as the naive UTC one Optuna's RDB models store."""
+    return local.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def draw(trial: optuna.Trial, distributions: Mapping[str, BaseDistribution]) -> Draft:
@@ -165,11 +225,13 @@ def finish(trial: optuna.Trial, values: Sequence[float] | None = None, state: Tr
 
     `UpdateFinishedTrialError` when the trial is finished already (another process failed it as stale).
     """
-    # `Study.tell` reads the trial twice and writes its state apart from any attribute; the same steps here,
-    # from the trial this process holds, in one session
+    # `Study.tell` reads the trial twice, writes its state apart from any attribute and each value after a
+    # SELECT of it; the same rows here, from the trial this process holds: the state changes only if the
+    # trial is still RUNNING (one UPDATE), then its values (a RUNNING trial has none) and attributes
     from optuna import pruners
     from optuna.storages._rdb import models
     from optuna.study._tell import _check_values_are_feasible
+    from sqlalchemy import insert, update
 
     study, frozen = trial.study, trial._cached_frozen_trial
     attrs = dict(attrs)
@@ -179,26 +241,43 @@ def finish(trial: optuna.Trial, values: Sequence[float] | None = None, state: Tr
         if problem is not None:
             values, attrs["failure"] = None, {"kind": "invalid-result", "message": problem}
     values = None if values is None else [float(v) for v in values]
-    backend = _backend(study)
+    backend, trial_id = _backend(study), trial._trial_id
+    trials, stored = models.TrialModel.__table__, models.TrialValueModel.value_to_stored_repr
     try:
         study.sampler.after_trial(pruners._filter_study(study, frozen), frozen, state, values)
     finally:
         with _session(backend) as session:
-            model = models.TrialModel.find_or_raise_by_id(trial._trial_id, session, for_update=True)
-            backend.check_trial_is_updatable(trial._trial_id, model.state)
-            _add_attrs(backend, session, trial._trial_id, attrs)
-            for objective, value in enumerate(values or []):
-                backend._set_trial_value_without_commit(session, model, objective, value)
-            model.state, model.datetime_complete = state, datetime.now()
+            changed = session.execute(update(trials).where(trials.c.trial_id == trial_id,
+                                                           trials.c.state == TrialState.RUNNING)
+                                      .values(state=state, datetime_complete=_utc(datetime.now()))).rowcount
+            if changed != 1:
+                _check_updatable(backend, session, trial_id)  # raises: finished (or no such trial)
+                raise RuntimeError(f"trial {trial.number} is not running; it cannot be finished")
+            _add_attrs(backend, session, trial_id, attrs)
+            if values:
+                session.execute(insert(models.TrialValueModel.__table__),
+                                [dict(zip(("value", "value_type"), stored(value)), trial_id=trial_id, objective=objective)
+                                 for objective, value in enumerate(values)])
     frozen.user_attrs.update(attrs)
     return state
 
 
 def _check_updatable(backend: optuna.storages.RDBStorage, session, trial_id: int) -> None:
-    """`UpdateFinishedTrialError` when the trial is finished (e.g. another process failed it as stale)."""
+    """`UpdateFinishedTrialError` when the trial is finished (e.g. another process failed it as stale), `KeyError`
+    when there is no such trial (as Optuna's `find_or_raise_by_id`)."""
     from optuna.storages._rdb import models
+    from sqlalchemy import select
 
-    backend.check_trial_is_updatable(trial_id, models.TrialModel.find_or_raise_by_id(trial_id, session).state)
+    trials = models.TrialModel.__table__
+    state = session.execute(select(trials.c.state).where(trials.c.trial_id == trial_id)).scalar_one_or_none()
+    if state is None:
+        raise KeyError(f"no trial with trial_id {trial_id}")
+    backend.check_trial_is_updatable(trial_id, state)
+
+
+#: (dialect name -> the INSERT ... ON CONFLICT DO UPDATE of a trial's user attributes), built once: SQLAlchemy
+#: then reuses its compiled form
+_UPSERTS: dict[str, Any] = {}
 
 
 def _add_attrs(backend: optuna.storages.RDBStorage, session, trial_id: int, attrs: Mapping[str, Any]) -> None:
@@ -215,14 +294,16 @@ def _add_attrs(backend: optuna.storages.RDBStorage, session, trial_id: int, attr
         for key, value in attrs.items():
             backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, key, value)
         return
-    if name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert
-    rows = [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()]
-    statement = insert(models.TrialUserAttributeModel).values(rows)
-    session.execute(statement.on_conflict_do_update(index_elements=["trial_id", "key"],
-                                                     set_={"value_json": statement.excluded.value_json}))
+    if name not in _UPSERTS:
+        if name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        statement = insert(models.TrialUserAttributeModel.__table__)
+        _UPSERTS[name] = statement.on_conflict_do_update(index_elements=["trial_id", "key"],
+                                                         set_={"value_json": statement.excluded.value_json})
+    session.execute(_UPSERTS[name], [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                                     for key, value in attrs.items()])
 
 
 def state_counts(study: optuna.Study) -> dict[TrialState, int]:
