@@ -89,9 +89,13 @@ class Decision:
     of: int
     keep: int
     reason: str | None = None  # why a configuration that ranked high enough was not promoted
+    predicted: float | None = None  # ranked by the surrogate: its prediction of the top-rung metric
 
-    def to_dict(self) -> dict[str, int | bool | str]:
-        data: dict[str, int | bool | str] = {"promote": self.promote, "rank": self.rank, "of": self.of, "keep": self.keep}
+    def to_dict(self) -> dict[str, int | bool | str | float]:
+        data: dict[str, int | bool | str | float] = {"promote": self.promote, "rank": self.rank, "of": self.of,
+                                                     "keep": self.keep}
+        if self.predicted is not None:
+            data["predicted"] = self.predicted
         return data if self.reason is None else {**data, "reason": self.reason}
 
 
@@ -125,6 +129,10 @@ class RungResults:
     def add(self, number: int, rung: int, point: Point) -> None:
         """Record trial `number`'s result at `rung`."""
         self._points.setdefault(rung, {}).setdefault(number, []).append(point)
+
+    def numbers(self, rung: int, exclude: int | None = None) -> list[int]:
+        """The trials with a result at `rung`, by number, leaving out trial `exclude`."""
+        return [n for n in sorted(self._points.get(rung, {})) if n != exclude]
 
     def at(self, rung: int, exclude: int | None = None) -> list[Point]:
         """The results at `rung`, by trial number, leaving out trial `exclude`'s."""

@@ -48,6 +48,11 @@ from autopeft.store.trials import ask, draw, finish, set_attrs, state_counts
 RESOURCE_KEYS = ("device", "precision", "peak_memory_mb")
 
 
+#: with several workers, one trial per this many workers (at least one) is asked ahead while all are busy:
+#: several workers often finish within one poll, and each would otherwise wait for the asks before its own
+WORKERS_PER_TRIAL_AHEAD = 8
+
+
 class SearchError(RuntimeError):
     """The search cannot go on (e.g. every trial fails); the message is one line."""
 
@@ -199,11 +204,14 @@ class Runner:
         return self._next_job() if self._asks_ahead() else None
 
     def _ask_ahead(self) -> None:
-        """While every worker is busy, ask the next trial, so that the first to finish starts it at once."""
-        if self._asks_ahead() and self.dispatch.free == 0 and not self._ready:
+        """While every worker is busy, ask the next trials (one per `WORKERS_PER_TRIAL_AHEAD` workers, at least
+        one), so that the first workers to finish start them at once."""
+        ahead = max(1, self.executor.capacity // WORKERS_PER_TRIAL_AHEAD)
+        while self._asks_ahead() and self.dispatch.free == 0 and len(self._ready) < ahead:
             running = self._ask()
-            if running is not None:
-                self._ready.append(running)
+            if running is None:
+                return
+            self._ready.append(running)
 
     def _asks_ahead(self) -> bool:
         """Whether trials are asked before the last results are recorded: only with several workers (one
@@ -215,8 +223,8 @@ class Runner:
         """Ask the study for a trial, its parameters and plan written in one transaction (`store.trials`);
         None when the trials counted so far reach the target. Infeasible and already-stopped configurations
         are failed without training."""
-        while self._counted() < self.spec.execution.trials:
-            trial = self._asked = ask(self.study)  # failed by _abandon if interrupted before it is registered
+        while self._counted(counts := state_counts(self.study)) < self.spec.execution.trials:
+            trial = self._asked = ask(self.study, counts)  # failed by _abandon if interrupted before it is registered
             draft = draw(trial, self.space.distributions())
             plan = self.space.decode(draft.values)
             count = self.space.count(plan)
@@ -243,10 +251,9 @@ class Runner:
         infeasible = self._infeasible(plan, count)
         return None if infeasible is None else {"kind": "infeasible", "message": infeasible}
 
-    def _counted(self) -> int:
-        """Trials counted towards the target: COMPLETE ones of every process, and those bound to complete
-        (one query)."""
-        counts = state_counts(self.study)
+    def _counted(self, counts: dict[TrialState, int]) -> int:
+        """Trials counted towards the target, of the study's `state_counts`: COMPLETE ones of every process, and
+        those bound to complete."""
         return counts.get(TrialState.COMPLETE, 0) + self._bound_to_complete(counts.get(TrialState.RUNNING, 0))
 
     def _bound_to_complete(self, running: int | None = None) -> int:
@@ -317,18 +324,44 @@ class Runner:
         return attrs
 
     def _decide(self, running: _Running, metric: float) -> Decision:
-        """Rank the trial's result among every result recorded at its rung in the study (any process);
+        """Rank the trial's result among every result recorded at its rung in the study (any process), by the
+        rung metric or, with `promotion.rank_by: model`, by the sampler's prediction of the top-rung metric;
         a promotion once the search has reached its target is turned down. Results are kept in memory
         (`RungResults`): this process's as they come; of the study only trials new or unfinished since the
         last decision are looked at (Optuna's cached storage fetches just those rows)."""
         rung, number = running.rung, running.trial.number
-        self.rung_results.update(self.study.get_trials(deepcopy=False), keep={*self._running, number})
-        recorded = self.rung_results.at(rung, exclude=number)
-        decision = decide((metric, running.count.pct), recorded, self.spec.promotion.eta, self.objective.maximize)
+        trials = self.study.get_trials(deepcopy=False)
+        self.rung_results.update(trials, keep={*self._running, number})
+        candidate, recorded = (metric, running.count.pct), self.rung_results.at(rung, exclude=number)
+        predicted = self._predicted(trials, running, metric) if self.spec.promotion.rank_by == "model" else None
+        if predicted is not None:
+            candidate, recorded = predicted
+        decision = decide(candidate, recorded, self.spec.promotion.eta, self.objective.maximize)
+        if predicted is not None:
+            decision = replace(decision, predicted=candidate[0])
         self.rung_results.add(number, rung, (metric, running.count.pct))
         if decision.promote and self._completed_in_db() >= self.spec.execution.trials:
             return replace(decision, promote=False, reason="the search reached its target")
         return decision
+
+    def _predicted(self, trials: list[optuna.trial.FrozenTrial], running: _Running,
+                   metric: float) -> tuple[tuple[float, float], list[tuple[float, float]]] | None:
+        """The trial's rung result and the others at its rung as (predicted top-rung metric, params %), from the
+        sampler's fidelity-aware surrogate (`MoboSampler.predict_top`) given this result too; None while the
+        sampler cannot predict yet (then the rung metrics rank)."""
+        predict = getattr(self.study.sampler, "predict_top", None)
+        if predict is None:
+            return None
+        by_number = {t.number: t for t in trials}
+        others = [by_number[n] for n in self.rung_results.numbers(running.rung, exclude=running.trial.number)
+                  if n in by_number]
+        params = running.trial.params
+        means = predict(self.study, [t.params for t in others] + [params], top_steps=self.ladder[-1],
+                        extra=[(params, self.ladder[running.rung], metric)])
+        if means is None:
+            return None
+        pcts = [t.user_attrs["params_pct"] for t in others]
+        return (means[-1], running.count.pct), list(zip(means[:-1], pcts, strict=True))
 
     def _promote_or_prune(self, running: _Running, outcome: Outcome) -> None:
         """Resubmit the trial at the next rung if it was promoted, else end it PRUNED."""

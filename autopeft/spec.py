@@ -150,6 +150,11 @@ class PromotionSpec(_Section):
         "k = 0, 1, ... down to this); None = fidelity.max_steps / eta^2 (three rungs).",
         json_schema_extra=_expect("a positive integer"),
     )
+    rank_by: Literal["metric", "model"] = Field(
+        "metric", description="How results at a rung are ranked: by their rung metric, or (sampler mobo) by the "
+        "fidelity-aware surrogate's prediction of each configuration's top-rung metric from every rung result.",
+        json_schema_extra=_expect("metric or model"),
+    )
 
 
 class OptimizerSpec(_Section):
@@ -219,6 +224,9 @@ class SearchSpec(_Section):
         if promotion.enabled and promotion.min_steps is not None and promotion.min_steps > max_steps:
             raise ValueError(f"promotion.min_steps: expected at most fidelity.max_steps ({max_steps}), "
                              f"got {promotion.min_steps}")
+        if promotion.enabled and promotion.rank_by == "model" and self.optimizer.sampler != "mobo":
+            raise ValueError(f"promotion.rank_by: model needs optimizer.sampler mobo (its surrogate ranks the rung "
+                             f"results), got {self.optimizer.sampler}; use rank_by: metric or sampler mobo")
         return self
 
 

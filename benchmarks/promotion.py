@@ -17,7 +17,8 @@ Evaluators (`--evaluator`):
 
 With `--sampler mobo` the sampler uses the rung results as low-fidelity observations
 (`multi_fidelity`, autopeft/optim/_fidelity.py) unless `--no-multi-fidelity`; `--arms promotion` runs
-one arm only. Each run's JSON keeps per-trial records (state, pct, rung metrics and, synthetic only,
+one arm only; `--rank-by model` ranks rung results by mobo's prediction of their top-rung metric
+(`promotion.rank_by`). Each run's JSON keeps per-trial records (state, pct, rung metrics and, synthetic only,
 the full-steps metric); `--summarise` prints the rung proxy quality from them (`proxy_quality`).
 `--model-check` only compares the surrogates' full-fidelity ranking from rung results (`model_check`).
 
@@ -81,7 +82,7 @@ def run_arm(args: argparse.Namespace, seed: int, promotion: bool, workdir: Path)
         "fidelity": {"train_size": args.train_size, "eval_size": args.eval_size, "max_steps": args.max_steps,
                      "batch_size": args.batch_size, "learning_rate": args.learning_rate, "seed": seed,
                      "max_seq_length": 64},
-        "promotion": {"enabled": promotion, "eta": args.eta, "min_steps": args.min_steps},
+        "promotion": {"enabled": promotion, "eta": args.eta, "min_steps": args.min_steps, "rank_by": args.rank_by},
         "optimizer": {"sampler": args.sampler, "seed": seed, "n_startup_trials": args.startup},
         "execution": {"trials": 10_000, "executor": "inline"},
         "storage": {"url": f"sqlite:///{workdir / (name + '.db')}", "study": name},
@@ -281,6 +282,8 @@ def main() -> None:
     parser.add_argument("--arms", default="full,promotion", help="which arms to run (full, promotion or both)")
     parser.add_argument("--no-multi-fidelity", action="store_true",
                         help="mobo: ignore rung results (the surrogate sees full-fidelity results only)")
+    parser.add_argument("--rank-by", choices=("metric", "model"), default="metric",
+                        help="promotion.rank_by: rank rung results by their metric or by mobo's top-rung prediction")
     parser.add_argument("--model-check", action="store_true",
                         help="only compare the surrogates' full-fidelity ranking from rung results (synthetic; see model_check)")
     parser.add_argument("--json", type=Path, default=None)

@@ -275,3 +275,13 @@ def test_the_workers_a_poll_frees_get_new_trials_before_its_results_are_recorded
     assert workers.submitted == list(range(9))
     assert workers.complete_at_submit == [0, 0, 0, 0, 0, 0, 3, 3, 3]
     assert states(runner.study) == [TrialState.COMPLETE] * 9 and progress.completed == 9
+
+
+def test_one_trial_per_eight_workers_is_asked_ahead(setup):
+    runner = setup(trials=40)
+    runner.executor = workers = Workers(16, lambda: runner.study)
+    runner.dispatch.executor = workers
+    progress = runner.run()
+    assert max(workers.running_at_poll) == 16 + 2  # two asked ahead while the 16 workers were busy
+    assert sorted(workers.submitted) == list(range(40)) and progress.completed == 40
+    assert states(runner.study) == [TrialState.COMPLETE] * 40

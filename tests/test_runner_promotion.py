@@ -43,12 +43,12 @@ def setup(tmp_path):
     TINY_CONFIGS["bert"]().save_pretrained(config_dir)
     url = f"sqlite:///{tmp_path / 'study.db'}"
 
-    def make(trials=4, promotion=True, evaluator=None, seed=0):
+    def make(trials=4, promotion=True, evaluator=None, seed=0, sampler=None, rank_by="metric"):
         spec = build_spec({}, {"model": str(config_dir), "space": "lora", "execution.trials": trials,
                                "budget.max_params_pct": 100, "storage.url": url, "fidelity.max_steps": 27,
-                               "promotion.enabled": promotion, "promotion.min_steps": 3})
+                               "promotion.enabled": promotion, "promotion.min_steps": 3, "promotion.rank_by": rank_by})
         storage = open_db(url)
-        sampler = optuna.samplers.RandomSampler(seed=seed)
+        sampler = sampler or optuna.samplers.RandomSampler(seed=seed)
         study = load_study(storage, "s", sampler) if "s" in [s.study_name for s in storage.get_all_studies()] \
             else create_study(storage, "s", spec, ACCURACY)
         study.sampler = sampler
@@ -222,9 +222,49 @@ def test_without_promotion_a_search_runs_each_trial_once_at_the_spec_fidelity(se
     ({"promotion.enabled": True, "fidelity.max_steps": 10, "promotion.min_steps": 11},
      "promotion.min_steps: expected at most fidelity.max_steps (10), got 11"),
     ({"promotion.eta": 1}, "promotion.eta: expected an integer >= 2, got 1"),
-    ({"promotion.rungs": 3}, "promotion.rungs: unknown field; expected one of: enabled, eta, min_steps"),
+    ({"promotion.rungs": 3}, "promotion.rungs: unknown field; expected one of: enabled, eta, min_steps, rank_by"),
+    ({"promotion.enabled": True, "fidelity.max_steps": 27, "promotion.rank_by": "model", "optimizer.sampler": "tpe"},
+     "promotion.rank_by: model needs optimizer.sampler mobo (its surrogate ranks the rung results), got tpe; "
+     "use rank_by: metric or sampler mobo"),
 ])
 def test_promotion_spec_errors_name_the_field(overrides, message):
     with pytest.raises(SpecError) as err:
         build_spec({"model": "m"}, overrides)
     assert str(err.value) == message
+
+
+class Oracle(optuna.samplers.RandomSampler):
+    """A random sampler that "predicts" each configuration's top-rung metric exactly (the synthetic curve at
+    27 steps), from the third rung-0 result on; records what it was asked."""
+
+    def __init__(self, space):
+        super().__init__(seed=0)
+        self.space, self.asked = space, []
+
+    def predict_top(self, study, configs, *, top_steps, extra=()):
+        self.asked.append((len(configs), top_steps, [(steps, metric) for _, steps, metric in extra]))
+        if len(configs) < 3:
+            return None
+        return [synthetic_curve(self.space.decode(params).to_dict(), 27, 27) for params in configs]
+
+
+def test_with_rank_by_model_rung_results_are_ranked_by_the_samplers_top_rung_prediction(setup):
+    space = load_space("lora", structure_of(TINY_CONFIGS["bert"]()))
+    oracle = Oracle(space)
+    runner = setup(trials=2, sampler=oracle, rank_by="model")
+    runner.run()
+    trials = runner.study.get_trials()
+    top = {t.number: synthetic_curve(t.user_attrs["plan"], 27, 27) for t in trials}
+    first = [t.user_attrs["rungs"][0] for t in trials]
+    # the first two decisions had no prediction (rung metrics ranked); from the third on, the predictions did
+    assert ["predicted" in entry for entry in first] == [False, False] + [True] * (len(trials) - 2)
+    for k, t in enumerate(trials[2:], start=2):
+        earlier = [(top[u.number], u.user_attrs["params_pct"]) for u in trials[:k]]
+        expected = decide((top[t.number], t.user_attrs["params_pct"]), earlier, eta=3)
+        assert first[k]["predicted"] == pytest.approx(top[t.number])
+        assert {key: first[k][key] for key in ("promote", "rank", "of", "keep")} == \
+            {key: value for key, value in expected.to_dict().items() if key != "predicted"}
+    # each decision gave the sampler the result being decided (steps, metric) and the top rung's steps
+    rung0 = [entry for entry in oracle.asked if entry[2][0][0] == 3]
+    assert [metric for *_, [(_, metric)] in rung0] == [entry["metric"] for entry in first]
+    assert {top_steps for _, top_steps, _ in oracle.asked} == {27}

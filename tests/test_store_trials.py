@@ -184,3 +184,17 @@ def test_trials_asked_at_once_by_several_drivers_get_distinct_numbers(url, space
     assert not errors
     assert sorted(numbers) == list(range(40))
     assert sorted(t.number for t in reread(url, "s")) == list(range(40))
+
+
+def test_new_trials_are_numbered_where_the_db_cannot_return_inserted_rows(tmp_path, space):
+    # SQLite before 3.35 has no INSERT ... RETURNING: the new trial's number is read back instead
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    study = new_study(url, "s", optuna.samplers.RandomSampler(seed=0))
+    dialect = study._storage._backend.engine.dialect
+    dialect.insert_returning = False
+    try:
+        trials = [ask(study) for _ in range(3)]
+    finally:
+        dialect.insert_returning = True
+    assert [t.number for t in trials] == [0, 1, 2] and len({t._trial_id for t in trials}) == 3
+    assert [(t.number, t.state) for t in reread(url, "s")] == [(n, TrialState.RUNNING) for n in range(3)]

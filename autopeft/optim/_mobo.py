@@ -27,7 +27,8 @@ Everything random is seeded by ``(seed, trial number)``, so a study replays iden
 from __future__ import annotations
 
 import time
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -35,10 +36,10 @@ import torch
 from optuna.trial import FrozenTrial
 
 from autopeft.optim._acquisition import evaluate, log_nehvi, prune_baseline
-from autopeft.optim._base import AutopeftSamplerBase, pareto_mask
+from autopeft.optim._base import AutopeftSamplerBase, metric_sign, pareto_mask, single_torch_thread
 from autopeft.optim._design import feasible_design
 from autopeft.optim._fidelity import at_fidelity, fit_fidelity_gp
-from autopeft.optim._history import History
+from autopeft.optim._history import History, fidelity_feature, read_history
 from autopeft.optim._local_search import local_search
 from autopeft.optim._surrogate import fit_gp, fit_saas
 from autopeft.search_spaces.space import SearchSpace
@@ -159,6 +160,34 @@ class MoboSampler(AutopeftSamplerBase):
         configs = history.observed_configs()
         baseline = self._inputs(configs, True)
         return model, baseline, self._predicted_front(model, configs, baseline)
+
+    # --- promotion by the model (successive halving, `promotion.rank_by: model`) -------------------------
+    def predict_top(self, study: optuna.Study, configs: Sequence[Mapping[str, Any]], *, top_steps: int,
+                    extra: Sequence[tuple[Mapping[str, Any], float, float]] = ()) -> list[float] | None:
+        """The fidelity-aware GP's posterior mean of the top-rung metric (metric units) of each configuration
+        (Optuna params), fit on every rung and full-fidelity result in the study and on `extra` results not
+        recorded yet, as (params, steps, metric). None while that is too little to rank by: fewer observed
+        configurations than the start-up design, no rung result below `top_steps`, or a constant metric.
+        """
+        self._sign = metric_sign(study)
+        history = read_history(study, self.encoding, self.feasibility, sign=self._sign, top_steps=top_steps)
+        added = [(z, self._sign * metric, steps) for params, steps, metric in extra
+                 if (z := self.encoding.try_index(dict(params))) is not None and steps < top_steps]
+        if added:
+            history.Z_low = np.concatenate([history.Z_low, np.array([z for z, _, _ in added], dtype=np.int64)])
+            history.y_low = np.concatenate([history.y_low, [y for _, y, _ in added]])
+            history.f_low = np.concatenate([history.f_low, fidelity_feature(np.array([s for *_, s in added]), top_steps)])
+        Z = [self.encoding.try_index(dict(params)) for params in configs]
+        y_all = np.concatenate([history.y, history.y_low])
+        if (history.n_low == 0 or any(z is None for z in Z) or len(history.observed_configs()) < self.n_startup_trials
+                or np.ptp(y_all) == 0.0):
+            return None
+        with single_torch_thread(), torch.random.fork_rng():
+            torch.manual_seed(self._seed)
+            model, _, _ = self._fit(history, self._seed)
+            with torch.no_grad():
+                mean = model.posterior(self._inputs(np.array(Z), True)).mean.squeeze(-1).numpy()
+        return [float(self._sign * m) for m in mean]
 
     def _predicted_front(self, model, configs: np.ndarray, baseline: torch.Tensor) -> np.ndarray:
         """Observed configurations on the front of (posterior mean at full fidelity, exact pct), within budget."""
