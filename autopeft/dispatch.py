@@ -88,8 +88,8 @@ class Dispatcher:
         `on_outcome` records one finished job; returning False says the job was queued again (not a result:
         it does not count towards the failures in a row). `idle` is called when nothing is in flight and
         no job came (e.g. to wait for another process): True goes round again. `before_poll` runs before
-        each poll. `ready` (if given) hands out a job prepared ahead, or None: the workers a poll freed get
-        those before the poll's results are recorded. Any exception (Ctrl-C included) cancels the jobs in
+        each poll. `ready` (if given) hands out a job for a worker the last poll freed, or None: the freed
+        workers get those before the poll's results are recorded. Any exception (Ctrl-C included) cancels the jobs in
         flight, then propagates.
         """
         try:
