@@ -84,7 +84,8 @@ def main() -> None:
         trials = args.rounds * args.workers
         spec = build_spec({}, {"model": tmp, "space": "lora", "execution.trials": trials, "budget.max_params_pct": 100,
                                "execution.workers": args.workers})
-        study = create_study(open_db(url), f"driver-{uuid.uuid4().hex[:8]}", spec, Objective("metric", "maximize", 0.0))
+        storage = open_db(url)
+        study = create_study(storage, f"driver-{uuid.uuid4().hex[:8]}", spec, Objective("metric", "maximize", 0.0))
         study.sampler = optuna.samplers.RandomSampler(seed=0)
         space = load_space("lora", structure_of(load_config(tmp)))
         space.param_range()  # counts plans: the first-use imports (peft) happen here, off the clock
@@ -101,8 +102,7 @@ def main() -> None:
               f"{trials / wall / (args.workers / args.trial_seconds):.1%}, driver CPU {1000 * cpu / trials:.1f} ms per trial")
         if profile:
             pstats.Stats(profile).sort_stats("cumulative").print_stats(args.profile)
-        if server is not None:
-            study._storage._backend.engine.dispose()
+        storage.engine.dispose()  # before the throwaway PostgreSQL server stops
 
 
 if __name__ == "__main__":
