@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from autopeft.dispatch import Dispatcher, Job
 from autopeft.executors import Executor, Outcome
@@ -41,7 +41,7 @@ from autopeft.search_spaces.space import SearchSpace
 from autopeft.spec import SearchSpec
 from autopeft.store import count_trials, liveness, objective_of, points
 from autopeft.store.attrs import result_attrs, storable
-from autopeft.store.trials import ask, draw, finish, set_attrs, state_counts
+from autopeft.store.trials import ask, draw, fail, finish, new_trials, set_attrs, state_counts, trial_of
 
 #: What a trial ran on, kept as its own small trial attr `resources` for tables: device (``cuda``/``cpu``),
 #: precision of the frozen base (``fp32``, ``bf16``, ``fp16``, ``4bit``, ``8bit``), peak memory (MiB).
@@ -107,6 +107,7 @@ class Runner:
         self._running: dict[int, _Running] = {}
         self._ready: list[_Running] = []  # asked ahead, waiting for a worker (`_ask_ahead`)
         self._asked: optuna.Trial | None = None  # asked, not yet in _running
+        self._created: list[FrozenTrial] = []  # created RUNNING in the study for the next asks (`_next_trial`)
         self.driver = uuid.uuid4().hex[:12]  # this search process, for heartbeats and stale-trial recovery
         self._points: list[tuple[float, float]] = []  # (metric, params %) of completed trials
         self.done_this_run = 0  # completed by this process (for the ETA)
@@ -188,7 +189,7 @@ class Runner:
     def _next_job(self) -> Job | None:
         """The next trial to run: one asked ahead (`_ask_ahead`), else one asked now; None when the trials
         counted so far reach the target."""
-        running = self._ready.pop(0) if self._ready else self._ask()
+        running = self._ready.pop(0) if self._ready else self._ask(self.dispatch.free)
         if running is None:
             return None
         running.submitted = time.perf_counter()
@@ -208,7 +209,7 @@ class Runner:
         one), so that the first workers to finish start them at once."""
         ahead = max(1, self.executor.capacity // WORKERS_PER_TRIAL_AHEAD)
         while self._asks_ahead() and self.dispatch.free == 0 and len(self._ready) < ahead:
-            running = self._ask()
+            running = self._ask(ahead - len(self._ready))
             if running is None:
                 return
             self._ready.append(running)
@@ -219,12 +220,13 @@ class Runner:
         take the freed workers)."""
         return self.ladder is None and self.executor.capacity > 1
 
-    def _ask(self) -> _Running | None:
+    def _ask(self, wanted: int = 1) -> _Running | None:
         """Ask the study for a trial, its parameters and plan written in one transaction (`store.trials`);
         None when the trials counted so far reach the target. Infeasible and already-stopped configurations
-        are failed without training."""
-        while self._counted(counts := state_counts(self.study)) < self.spec.execution.trials:
-            trial = self._asked = ask(self.study, counts)  # failed by _abandon if interrupted before it is registered
+        are failed without training. `wanted`: trials needed now (e.g. free workers); with no queued trial in
+        the study up to that many are created in one transaction and drawn one per call, each after the
+        last one's parameters are written (samplers see those as pending)."""
+        while (trial := self._next_trial(wanted)) is not None:
             draft = draw(trial, self.space.distributions())
             plan = self.space.decode(draft.values)
             count = self.space.count(plan)
@@ -240,6 +242,22 @@ class Runner:
             self._asked = None
             return _Running(trial, plan, count, time.perf_counter())
         return None
+
+    def _next_trial(self, wanted: int) -> optuna.Trial | None:
+        """A trial created before (`_created`), else a queued or new one when the trials counted so far are
+        below the target (None otherwise); `wanted` > 1 creates up to that many new ones at once."""
+        if not self._created:
+            counts = state_counts(self.study)
+            room = self.spec.execution.trials - self._counted(counts)
+            if room <= 0:
+                return None
+            if min(wanted, room) == 1 or counts.get(TrialState.WAITING):
+                self._asked = ask(self.study, counts, {"driver": self.driver})  # failed by _abandon if interrupted
+                return self._asked
+            self._created = new_trials(self.study, min(wanted, room), {"driver": self.driver})  # named at once: not stale
+        self._asked = trial_of(self.study, self._created[0])  # kept in `_created` until then, for _abandon
+        self._created.pop(0)
+        return self._asked
 
     def _refusal(self, trial: optuna.Trial, plan: Plan, count: ParamCount) -> dict[str, str] | None:
         """The `failure` of a trial not to train: a configuration already stopped early (see `_stopped`: never
@@ -382,15 +400,12 @@ class Runner:
 
     def _abandon(self, reason: str) -> None:
         """Fail this process's running trials (the dispatcher has cancelled their jobs)."""
-        abandoned = [r.trial for r in [*self._running.values(), *self._ready]]
+        abandoned = [r.trial for r in [*self._running.values(), *self._ready]] + self._created
         for trial in abandoned + ([self._asked] if self._asked is not None else []):
-            try:
-                trial.set_user_attr("failure", {"kind": "interrupted", "message": reason})
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue  # already finished (e.g. failed as stale by another process): nothing to record
-            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            fail(self.study, trial, {"kind": "interrupted", "message": reason})
         self._running.clear()
         self._ready.clear()
+        self._created.clear()
         self._asked = None
 
     def _load(self) -> None:

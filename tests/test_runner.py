@@ -248,6 +248,49 @@ def test_a_trial_asked_ahead_is_failed_as_interrupted_on_ctrl_c(setup):
     assert [n for n in interrupted if n not in workers.submitted] == [max(interrupted)]  # the one asked ahead
 
 
+class Watching(optuna.samplers.RandomSampler):
+    """Records, as each trial's parameters are about to be drawn, the study's RUNNING trials as (number, names
+    its search process, has parameters); raises KeyboardInterrupt at the `interrupt_at`-th trial."""
+
+    def __init__(self, seed, interrupt_at=None):
+        super().__init__(seed=seed)
+        self.seen, self.interrupt_at = [], interrupt_at
+
+    def before_trial(self, study, trial):
+        if len(self.seen) + 1 == self.interrupt_at:
+            raise KeyboardInterrupt
+        self.seen.append([(t.number, "driver" in t.user_attrs, bool(t.params))
+                          for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))])
+
+
+def test_trials_for_the_free_workers_are_created_together_named_at_once_and_drawn_one_by_one(setup):
+    runner = setup(trials=6)
+    runner.executor = workers = Workers(3, lambda: runner.study)
+    runner.dispatch.executor = workers
+    runner.study.sampler = sampler = Watching(seed=0)
+    progress = runner.run()
+    # the first three trials exist, named by this process (so no sweep takes them for a dead one's), before the
+    # first is drawn; each is drawn after the one before it has its parameters (samplers see those as pending)
+    assert sampler.seen[:3] == [[(0, True, False), (1, True, False), (2, True, False)],
+                                [(0, True, True), (1, True, False), (2, True, False)],
+                                [(0, True, True), (1, True, True), (2, True, False)]]
+    assert sorted(workers.submitted) == list(range(6)) and progress.completed == 6
+    assert states(runner.study) == [TrialState.COMPLETE] * 6
+
+
+def test_trials_created_for_free_workers_are_failed_as_interrupted_on_ctrl_c(setup):
+    runner = setup(trials=6)
+    runner.executor = workers = Workers(4, lambda: runner.study)
+    runner.dispatch.executor = workers
+    runner.study.sampler = Watching(seed=0, interrupt_at=2)  # Ctrl-C while the second of four is drawn
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    trials = runner.study.get_trials()
+    assert workers.submitted == [0] and [t.number for t in trials] == [0, 1, 2, 3]
+    assert {t.state for t in trials} == {TrialState.FAIL}
+    assert all(t.user_attrs["failure"]["kind"] == "interrupted" for t in trials)
+
+
 class AllAtOnce(Workers):
     """Every job in flight finishes at each poll; records how many trials were COMPLETE at each submit."""
 

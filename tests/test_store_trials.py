@@ -14,7 +14,7 @@ from autopeft.objective import ACCURACY
 from autopeft.search_spaces import load_space, structure_of
 from autopeft.spec import build_spec
 from autopeft.store import create_study, load_study, open_db
-from autopeft.store.trials import ask, draw, finish, set_attrs, state_counts
+from autopeft.store.trials import ask, draw, finish, new_trials, set_attrs, state_counts, trial_of
 from tests.models import TINY_CONFIGS
 
 SAMPLERS = {
@@ -167,10 +167,11 @@ def test_trials_asked_at_once_by_several_drivers_get_distinct_numbers(url, space
         try:
             study = load_study(storage, "s")
             study.sampler = optuna.samplers.RandomSampler()
-            for _ in range(10):
-                trial = ask(study)
-                draw(trial, space.distributions()).write()
-                numbers.append(trial.number)
+            for batch in (1, 3, 1, 2, 3):  # single asks and batches of new trials, interleaved with the others'
+                trials = [ask(study)] if batch == 1 else [trial_of(study, f) for f in new_trials(study, batch)]
+                for trial in trials:
+                    draw(trial, space.distributions()).write()
+                    numbers.append(trial.number)
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:
@@ -193,8 +194,27 @@ def test_new_trials_are_numbered_where_the_db_cannot_return_inserted_rows(tmp_pa
     dialect = study._storage._backend.engine.dialect
     dialect.insert_returning = False
     try:
-        trials = [ask(study) for _ in range(3)]
+        trials = [ask(study) for _ in range(3)] + new_trials(study, 3)
     finally:
         dialect.insert_returning = True
-    assert [t.number for t in trials] == [0, 1, 2] and len({t._trial_id for t in trials}) == 3
-    assert [(t.number, t.state) for t in reread(url, "s")] == [(n, TrialState.RUNNING) for n in range(3)]
+    assert [t.number for t in trials] == list(range(6)) and len({t._trial_id for t in trials}) == 6
+    assert [(t.number, t.state) for t in reread(url, "s")] == [(n, TrialState.RUNNING) for n in range(6)]
+
+
+def test_trials_created_together_are_the_trials_optuna_would_create_one_by_one(url, space):
+    study = new_study(url, "s", optuna.samplers.RandomSampler(seed=0))
+    ask(study)
+    created = new_trials(study, 4)
+    assert [t.number for t in created] == [1, 2, 3, 4] and new_trials(study, 0) == []
+    assert [(t.number, t.state) for t in study.get_trials()] == [(n, TrialState.RUNNING) for n in range(5)]  # cache
+    stored = {t._trial_id: t for t in reread(url, "s")}
+    for frozen in created:
+        usual = stored[frozen._trial_id]
+        assert (frozen.number, frozen.state, frozen.params, frozen.user_attrs, frozen.values) == \
+               (usual.number, usual.state, usual.params, usual.user_attrs, usual.values)
+        assert abs((frozen.datetime_start - usual.datetime_start).total_seconds()) < 1e-3
+    trial = trial_of(study, created[2])
+    draw(trial, space.distributions()).write()
+    assert finish(trial, [0.7, 0.5]) == TrialState.COMPLETE
+    assert state_counts(study) == {TrialState.RUNNING: 4, TrialState.COMPLETE: 1}
+    assert reread(url, "s")[3].values == [0.7, 0.5]

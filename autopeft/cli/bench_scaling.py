@@ -42,6 +42,7 @@ def run_scaling(workers: int, trial_seconds: float, rounds: int, model_dir: str,
     study = create_study(open_db(db), name, spec, Objective("metric", "maximize", 0.0))
     study.sampler = optuna.samplers.RandomSampler(seed=0)
     space = load_space("lora", structure_of(load_config(model_dir)))
+    space.param_range()  # counts plans: the driver's first-use imports (peft) happen here, off the clock
     pool = RayPool(partial(SyntheticEvaluator, trial_seconds), workers, cpus_per_trial=0.01, gpus_per_trial=1)
     try:
         pool.where()  # every actor is up before the clock starts

@@ -12,7 +12,8 @@ second, so here:
   with the trial's attributes, in one transaction;
 - `set_attrs` writes several attributes of a trial in one transaction, `finish` them and its result (what
   `study.tell` writes) as one guarded UPDATE of its state and a bulk insert each of values and attributes;
-- `state_counts` counts a study's trials by state in one `GROUP BY` query.
+- `state_counts` counts a study's trials by state in one `GROUP BY` query;
+- `new_trials` creates several trials in one transaction (for the workers free at once), `fail` fails one.
 
 Each uses Optuna's RDB storage internals (its ORM models and the per-write helpers of `RDBStorage`, so
 the rows are exactly what Optuna itself writes); the comments say why no public API serves.
@@ -68,20 +69,22 @@ class Draft:
             _check_updatable(backend, session, trial_id)
             if rows:  # one INSERT of every row, where Optuna's `set_trial_param` makes a transaction of each
                 session.execute(insert(models.TrialParamModel.__table__), rows)
-            _add_attrs(backend, session, trial_id, attrs)
+            _add_attrs(backend, session, [trial_id], attrs)
         for name, distribution in self._new.items():
             known.setdefault(name, distribution)
         self._new = {}
         self.trial._cached_frozen_trial.user_attrs.update(attrs)
 
 
-def ask(study: optuna.Study, counts: Mapping[TrialState, int] | None = None) -> optuna.Trial:
+def ask(study: optuna.Study, counts: Mapping[TrialState, int] | None = None,
+        user_attrs: Mapping[str, Any] = {}) -> optuna.Trial:
     """`study.ask()` without re-reading the study: a queued (WAITING) trial if there is one, else a new one.
 
     `Study.ask` first brings Optuna's trial cache up to date, which reads every RUNNING trial whole (all
     its parameters and attributes): 40 ms per ask with 64 trials running. Samplers that look at the study
     still read it themselves (`study.get_trials`); the random sampler and enqueued trials need nothing.
     `counts`: the study's `state_counts`, just read; without WAITING among them the queue is not read again.
+    `user_attrs` are written with a new trial (`new_trials`), not on a queued one.
     """
     # the steps of `Study.ask` (no fixed distributions) with `_pop_waiting_trial_id` as one query of ids
     from optuna.storages._rdb import models
@@ -101,53 +104,67 @@ def ask(study: optuna.Study, counts: Mapping[TrialState, int] | None = None) -> 
                 return optuna.Trial(study, trial_id)  # reads the queued trial's fixed params
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
-    return _trial_of(study, _new_trial(study))
+    return trial_of(study, new_trials(study, 1, user_attrs)[0])
 
 
-def _new_trial(study: optuna.Study) -> FrozenTrial:
-    """A new RUNNING trial of `study`, as Optuna's `create_new_trial` writes it, in one INSERT.
+def new_trials(study: optuna.Study, n: int, user_attrs: Mapping[str, Any] = {}) -> list[FrozenTrial]:
+    """`n` new RUNNING trials of `study`, numbered in order, as Optuna's `create_new_trial` writes each, with the
+    user attributes `user_attrs`, in one transaction (`trial_of` makes each an `optuna.Trial` when its
+    parameters are drawn).
 
-    Optuna adds the row through the ORM, numbers it in two more statements, and `optuna.Trial(...)` then
-    reads the new trial back whole (a query per table); here one INSERT ... SELECT numbers the trial by the
-    study's trials before it, and the FrozenTrial is built from what was written. Elsewhere than SQLite
-    the study row is locked first, as Optuna does, so that two processes cannot give their trials one number.
+    Optuna adds each row through the ORM, numbers it in two more statements and commits, and
+    `optuna.Trial(...)` then reads the new trial back whole (a query per table); here one INSERT ... SELECT
+    numbers the first trial by the study's trials before it, one multi-row INSERT adds the others after it,
+    and the FrozenTrials are built from what was written. Elsewhere than SQLite the study row is locked
+    first, as Optuna does, so that two processes cannot give their trials one number (SQLite's first INSERT
+    takes the write lock of the whole DB until the commit).
     """
     from optuna.storages._cached_storage import _StudyInfo
     from optuna.storages._rdb import models
     from sqlalchemy import func, insert, literal, select
 
+    if n < 1:
+        return []
     backend, study_id = _backend(study), study._study_id
     trials = models.TrialModel.__table__
     started = datetime.now()  # FrozenTrial datetimes are naive local time; the row holds naive UTC (Optuna's model)
     row = select(func.count(), literal(study_id, trials.c.study_id.type), literal(TrialState.RUNNING, trials.c.state.type),
                  literal(_utc(started), trials.c.datetime_start.type)).where(trials.c.study_id == study_id)
-    statement = insert(trials).from_select(["number", "study_id", "state", "datetime_start"], row)
+    first = insert(trials).from_select(["number", "study_id", "state", "datetime_start"], row)
     returning = backend.engine.dialect.insert_returning
     with _session(backend) as session:
         if backend.engine.name != "sqlite":  # SQLite's INSERT takes the write lock of the whole DB itself
             session.execute(select(models.StudyModel.study_id).where(models.StudyModel.study_id == study_id)
                             .with_for_update())
         if returning:
-            trial_id, number = session.execute(statement.returning(trials.c.trial_id, trials.c.number)).one()
+            ids = [tuple(session.execute(first.returning(trials.c.trial_id, trials.c.number)).one())]
         else:  # e.g. SQLite before 3.35
-            trial_id = session.execute(statement).lastrowid
-            number = session.execute(select(trials.c.number).where(trials.c.trial_id == trial_id)).scalar_one()
+            trial_id = session.execute(first).lastrowid
+            ids = [(trial_id, session.execute(select(trials.c.number).where(trials.c.trial_id == trial_id)).scalar_one())]
+        rest = [{"number": ids[0][1] + k, "study_id": study_id, "state": TrialState.RUNNING,
+                 "datetime_start": _utc(started)} for k in range(1, n)]
+        if rest and returning and backend.engine.dialect.insert_executemany_returning_sort_by_parameter_order:
+            ids += [tuple(r) for r in session.execute(
+                insert(trials).returning(trials.c.trial_id, trials.c.number, sort_by_parameter_order=True), rest)]
+        else:
+            ids += [(session.execute(insert(trials), values).inserted_primary_key[0], values["number"]) for values in rest]
+        _add_attrs(backend, session, [trial_id for trial_id, _ in ids], user_attrs)
 
-    def frozen() -> FrozenTrial:
+    def frozen(trial_id: int, number: int) -> FrozenTrial:
         return FrozenTrial(number=number, state=TrialState.RUNNING, value=None, values=None, datetime_start=started,
-                           datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
-                           intermediate_values={}, trial_id=trial_id)
+                           datetime_complete=None, params={}, distributions={}, user_attrs=dict(user_attrs),
+                           system_attrs={}, intermediate_values={}, trial_id=trial_id)
 
     cache = study._storage
-    if cache is not backend:  # as `_CachedStorage.create_new_trial`: the study's trial list knows the new trial
+    if cache is not backend:  # as `_CachedStorage.create_new_trial`: the study's trial list knows the new trials
         with cache._lock:
             cache._studies.setdefault(study_id, _StudyInfo())
-            cache._add_trials_to_cache(study_id, [frozen()])
-    return frozen()
+            cache._add_trials_to_cache(study_id, [frozen(*i) for i in ids])
+    return [frozen(*i) for i in ids]
 
 
-def _trial_of(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
-    """`optuna.Trial(study, trial_id)` for a trial just created by this process, from its FrozenTrial.
+def trial_of(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
+    """`optuna.Trial(study, trial_id)` for a trial created by this process (`new_trials`), from its FrozenTrial.
 
     `Trial.__init__` reads the trial back from the DB; its other steps are these (tests compare the
     result's attributes with those of an `optuna.Trial` built the usual way).
@@ -221,7 +238,7 @@ def set_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
     backend = _backend(trial.study)
     with _session(backend) as session:
         _check_updatable(backend, session, trial._trial_id)
-        _add_attrs(backend, session, trial._trial_id, attrs)
+        _add_attrs(backend, session, [trial._trial_id], attrs)
     trial._cached_frozen_trial.user_attrs.update(attrs)
 
 
@@ -260,13 +277,24 @@ def finish(trial: optuna.Trial, values: Sequence[float] | None = None, state: Tr
             if changed != 1:
                 _check_updatable(backend, session, trial_id)  # raises: finished (or no such trial)
                 raise RuntimeError(f"trial {trial.number} is not running; it cannot be finished")
-            _add_attrs(backend, session, trial_id, attrs)
+            _add_attrs(backend, session, [trial_id], attrs)
             if values:
                 session.execute(insert(models.TrialValueModel.__table__),
                                 [dict(zip(("value", "value_type"), stored(value)), trial_id=trial_id, objective=objective)
                                  for objective, value in enumerate(values)])
     frozen.user_attrs.update(attrs)
     return state
+
+
+def fail(study: optuna.Study, trial: optuna.Trial | FrozenTrial, failure: Mapping[str, Any]) -> None:
+    """Record this process's RUNNING `trial` FAILED, with the user attr `failure`; one finished meanwhile (e.g.
+    failed as stale by another process) is left as it is. `trial` may be a FrozenTrial of `new_trials` that no
+    `optuna.Trial` was made for: none is made (its sampler hooks do not run)."""
+    try:  # `optuna.Trial.set_user_attr` without the Trial
+        study._storage.set_trial_user_attr(trial._trial_id, "failure", dict(failure))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return
+    study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def _check_updatable(backend: optuna.storages.RDBStorage, session, trial_id: int) -> None:
@@ -287,9 +315,9 @@ def _check_updatable(backend: optuna.storages.RDBStorage, session, trial_id: int
 _UPSERTS: dict[str, Any] = {}
 
 
-def _add_attrs(backend: optuna.storages.RDBStorage, session, trial_id: int, attrs: Mapping[str, Any]) -> None:
-    """Insert or replace the user attributes `attrs` of trial `trial_id`: one statement on SQLite and PostgreSQL
-    (`INSERT ... ON CONFLICT DO UPDATE`), Optuna's own upsert per attribute elsewhere."""
+def _add_attrs(backend: optuna.storages.RDBStorage, session, trial_ids: Sequence[int], attrs: Mapping[str, Any]) -> None:
+    """Insert or replace the user attributes `attrs` of each trial of `trial_ids`: one statement on SQLite and
+    PostgreSQL (`INSERT ... ON CONFLICT DO UPDATE`), Optuna's own upsert per attribute elsewhere."""
     import json
 
     from optuna.storages._rdb import models
@@ -298,8 +326,9 @@ def _add_attrs(backend: optuna.storages.RDBStorage, session, trial_id: int, attr
         return
     name = backend.engine.name
     if name not in ("sqlite", "postgresql"):
-        for key, value in attrs.items():
-            backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, key, value)
+        for trial_id in trial_ids:
+            for key, value in attrs.items():
+                backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, key, value)
         return
     if name not in _UPSERTS:
         if name == "sqlite":
@@ -310,7 +339,7 @@ def _add_attrs(backend: optuna.storages.RDBStorage, session, trial_id: int, attr
         _UPSERTS[name] = statement.on_conflict_do_update(index_elements=["trial_id", "key"],
                                                          set_={"value_json": statement.excluded.value_json})
     session.execute(_UPSERTS[name], [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
-                                     for key, value in attrs.items()])
+                                     for trial_id in trial_ids for key, value in attrs.items()])
 
 
 def state_counts(study: optuna.Study) -> dict[TrialState, int]:
