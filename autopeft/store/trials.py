@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import optuna
@@ -182,7 +182,7 @@ def trial_of(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
 
 def _utc(local: datetime) -> datetime:
     """A naive local datetime as the naive UTC one Optuna's RDB models store."""
-    return local.astimezone(timezone.utc).replace(tzinfo=None)
+    return local.astimezone(UTC).replace(tzinfo=None)
 
 
 def draw(trial: optuna.Trial, distributions: Mapping[str, BaseDistribution]) -> Draft:
@@ -280,7 +280,7 @@ def finish(trial: optuna.Trial, values: Sequence[float] | None = None, state: Tr
             _add_attrs(backend, session, [trial_id], attrs)
             if values:
                 session.execute(insert(models.TrialValueModel.__table__),
-                                [dict(zip(("value", "value_type"), stored(value)), trial_id=trial_id, objective=objective)
+                                [dict(zip(("value", "value_type"), stored(value), strict=True), trial_id=trial_id, objective=objective)
                                  for objective, value in enumerate(values)])
     frozen.user_attrs.update(attrs)
     return state
