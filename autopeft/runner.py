@@ -4,8 +4,9 @@ optimiser, workers and study.
 `Runner.run()` drives `autopeft.dispatch`, which keeps up to `executor.capacity` trials running: for
 each, the runner asks the study (its sampler sees the RUNNING trials as pending points), decodes the
 plan and records it with its exact parameter count on the trial; it tells the study each result. With
-several workers, the next trial is asked while every worker is busy, and the workers a poll frees get
-their next trials before the poll's results are recorded. A trial's parameters and plan, and later its result and
+several workers, the next trial is asked while every worker is busy, the workers a poll frees get
+their next trials before the poll's results are recorded, and the trials for several free workers are
+created in one transaction, then drawn one by one. A trial's parameters and plan, and later its result and
 state, are each written in one transaction (`autopeft.store.trials`).
 Completed trials count towards `spec.execution.trials`; failed ones are recorded with their reason
 and do not; `FAILURES_ALLOWED + capacity` failures in a row stop the search.
