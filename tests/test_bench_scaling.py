@@ -38,6 +38,7 @@ def test_scaling_runs_on_postgres_and_every_trial_lands_once(tmp_path, postgres_
         assert sorted(t.number for t in study_trials) == list(range(len(study_trials)))
     password = make_url(postgres_url).password
     assert not password or password not in done.stdout + done.stderr  # the password never shows
+    assert "A new study created" not in done.stdout + done.stderr  # no log line per study among the figures
 
 
 def test_scaling_with_a_storage_it_cannot_open_says_so_in_one_line(tmp_path):

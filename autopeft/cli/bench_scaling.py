@@ -79,10 +79,13 @@ def scaling(
         fail(f"--workers: expected comma-separated integers, got {workers!r}")
     if min(counts) < 1 or trial_seconds <= 0 or rounds < 1:
         fail("--workers, --trial-seconds and --rounds must be positive")
+    import optuna
     import ray
     from transformers import BertConfig
 
     from autopeft.store import StudyError, open_db
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the table says what ran, not a line per study created
 
     if storage is not None:
         try:
