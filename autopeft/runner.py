@@ -53,6 +53,11 @@ RESOURCE_KEYS = ("device", "precision", "peak_memory_mb")
 #: several workers often finish within one poll, and each would otherwise wait for the asks before its own
 WORKERS_PER_TRIAL_AHEAD = 8
 
+#: trials asked ahead between two polls at most: a result that comes in meanwhile waits for no more asks than
+#: these before it is recorded (refilling 8 in a row kept PostgreSQL's results waiting: median overhead 62-94 ms
+#: at 64 workers against 45-55 ms with 1-2; docs/benchmarks.md)
+ASKS_AHEAD_PER_POLL = 1
+
 
 class SearchError(RuntimeError):
     """The search cannot go on (e.g. every trial fails); the message is one line."""
@@ -207,10 +212,13 @@ class Runner:
 
     def _ask_ahead(self) -> None:
         """While every worker is busy, ask the next trials (one per `WORKERS_PER_TRIAL_AHEAD` workers, at least
-        one), so that the first workers to finish start them at once."""
+        one), so that the first workers to finish start them at once; at most `ASKS_AHEAD_PER_POLL` before the
+        next poll."""
         ahead = max(1, self.executor.capacity // WORKERS_PER_TRIAL_AHEAD)
-        while self._asks_ahead() and self.dispatch.free == 0 and len(self._ready) < ahead:
-            running = self._ask(ahead - len(self._ready))
+        for _ in range(ASKS_AHEAD_PER_POLL):
+            if not (self._asks_ahead() and self.dispatch.free == 0 and len(self._ready) < ahead):
+                return
+            running = self._ask(min(ahead - len(self._ready), ASKS_AHEAD_PER_POLL))
             if running is None:
                 return
             self._ready.append(running)

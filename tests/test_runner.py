@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -320,11 +322,25 @@ def test_the_workers_a_poll_frees_get_new_trials_before_its_results_are_recorded
     assert states(runner.study) == [TrialState.COMPLETE] * 9 and progress.completed == 9
 
 
-def test_one_trial_per_eight_workers_is_asked_ahead(setup):
+class SlowWorkers(Workers):
+    """`Workers` whose every other poll times out with nothing finished."""
+
+    def poll(self, timeout):
+        if len(self.running_at_poll) % 2 == 0:
+            from autopeft.store.trials import state_counts
+
+            self.running_at_poll.append(state_counts(self.study_of())[TrialState.RUNNING])
+            return []
+        return super().poll(timeout)
+
+
+def test_one_trial_per_eight_workers_is_asked_ahead_one_per_poll(setup):
     runner = setup(trials=40)
-    runner.executor = workers = Workers(16, lambda: runner.study)
+    runner.executor = workers = SlowWorkers(16, lambda: runner.study)
     runner.dispatch.executor = workers
     progress = runner.run()
     assert max(workers.running_at_poll) == 16 + 2  # two asked ahead while the 16 workers were busy
+    # one at a time, so that a result coming in meanwhile waits for one ask at most before it is recorded
+    assert max(b - a for a, b in itertools.pairwise(workers.running_at_poll)) == 1
     assert sorted(workers.submitted) == list(range(40)) and progress.completed == 40
     assert states(runner.study) == [TrialState.COMPLETE] * 40
