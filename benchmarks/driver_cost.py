@@ -22,14 +22,15 @@ import time
 import uuid
 
 import optuna
-from transformers import BertConfig
 
+from autopeft.cli.bench_scaling import write_model
 from autopeft.objective import Objective
 from autopeft.runner import Runner
 from autopeft.search_spaces import load_config, load_space, structure_of
 from autopeft.spec import build_spec
 from autopeft.store import create_study, open_db
 from autopeft.workers.synthetic import SyntheticEvaluator
+from benchmarks.study_dbs import new_study_db
 
 
 class Timed:
@@ -71,16 +72,8 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, help="print this many of the costliest calls")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp:
-        server = None
-        if args.storage == "postgresql":
-            from tests.postgres import PostgresServer
-
-            server = PostgresServer()
-            url = server.new_database()
-        else:
-            url = f"sqlite:///{tmp}/driver.db"
-        BertConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128).save_pretrained(tmp)
+    with tempfile.TemporaryDirectory() as tmp, new_study_db(args.storage, tmp) as url:
+        write_model(tmp)
         trials = args.rounds * args.workers
         spec = build_spec({}, {"model": tmp, "space": "lora", "execution.trials": trials, "budget.max_params_pct": 100,
                                "execution.workers": args.workers})

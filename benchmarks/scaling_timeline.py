@@ -61,11 +61,11 @@ def main() -> None:
     args = parser.parse_args()
 
     import ray
-    from transformers import BertConfig
 
     import autopeft.runner
     import autopeft.workers.ray_pool as ray_pool
-    from autopeft.cli.bench_scaling import run_scaling
+    from autopeft.cli.bench_scaling import run_scaling, write_model
+    from benchmarks.study_dbs import new_study_db
 
     events: list[tuple[float, str, int]] = []  # (perf_counter, "submit" | "result", trial number)
     cpu: dict[str, float] = collections.Counter()
@@ -91,16 +91,8 @@ def main() -> None:
                 cpu[kind(pid, command)] += seconds - before.get(pid, (command, 0.0))[1]
 
     ray_pool.RayPool.submit, ray_pool.RayPool.poll, autopeft.runner.Runner.run = timed_submit, timed_poll, measured_run
-    with tempfile.TemporaryDirectory() as tmp:
-        server = None
-        if args.storage == "postgresql":
-            from tests.postgres import PostgresServer
-
-            server = PostgresServer()
-            url = server.new_database()
-        else:
-            url = f"sqlite:///{tmp}/scaling.db"
-        BertConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128).save_pretrained(tmp)
+    with tempfile.TemporaryDirectory() as tmp, new_study_db(args.storage, tmp) as url:
+        write_model(tmp)
         ray.init(num_cpus=2, num_gpus=args.workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         try:
             row = run_scaling(args.workers, args.trial_seconds, args.rounds, tmp, url)

@@ -23,6 +23,13 @@ import typer
 from autopeft.cli.app import bench_app, fail
 
 
+def write_model(folder: str) -> None:
+    """The model whose LoRA space the scaling runs draw from (a small BERT config; no weights: nothing trains)."""
+    from transformers import BertConfig
+
+    BertConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128).save_pretrained(folder)
+
+
 def run_scaling(workers: int, trial_seconds: float, rounds: int, model_dir: str, db: str) -> dict:
     import optuna
 
@@ -81,7 +88,6 @@ def scaling(
         fail("--workers, --trial-seconds and --rounds must be positive")
     import optuna
     import ray
-    from transformers import BertConfig
 
     from autopeft.store import StudyError, open_db
 
@@ -95,7 +101,7 @@ def scaling(
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        BertConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128).save_pretrained(tmp)
+        write_model(tmp)
         ray.init(num_cpus=2, num_gpus=max(counts), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         try:
             typer.echo(f"{'workers':>8} {'trials':>7} {'thru/s':>8} {'ideal/s':>8} {'eff':>7} {'overhead ms':>12}")
