@@ -13,7 +13,6 @@ profiler itself slows the driver). `postgresql` starts a throwaway server (tests
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import heapq
 import pstats
@@ -30,7 +29,7 @@ from autopeft.search_spaces import load_config, load_space, structure_of
 from autopeft.spec import build_spec
 from autopeft.store import create_study, open_db
 from autopeft.workers.synthetic import SyntheticEvaluator
-from benchmarks.study_dbs import new_study_db
+from benchmarks.study_dbs import new_study_db, run_options
 
 
 class Timed:
@@ -64,11 +63,7 @@ class Timed:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=64)
-    parser.add_argument("--trial-seconds", type=float, default=2.0)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--storage", choices=("sqlite", "postgresql"), default="sqlite")
+    parser = run_options(__doc__.splitlines()[0])
     parser.add_argument("--profile", type=int, default=0, help="print this many of the costliest calls")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -14,12 +14,13 @@ Ray actors, raylet, GCS, PostgreSQL) used during `Runner.run` against the cores'
 
 from __future__ import annotations
 
-import argparse
 import collections
 import os
 import statistics
 import tempfile
 import time
+
+from benchmarks.study_dbs import new_study_db, run_options
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -53,11 +54,7 @@ def kind(pid: int, command: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=64)
-    parser.add_argument("--trial-seconds", type=float, default=2.0)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--storage", choices=("sqlite", "postgresql"), default="sqlite")
+    parser = run_options(__doc__.splitlines()[0])
     args = parser.parse_args()
 
     import ray
@@ -65,7 +62,6 @@ def main() -> None:
     import autopeft.runner
     import autopeft.workers.ray_pool as ray_pool
     from autopeft.cli.bench_scaling import run_scaling, write_model
-    from benchmarks.study_dbs import new_study_db
 
     events: list[tuple[float, str, int]] = []  # (perf_counter, "submit" | "result", trial number)
     cpu: dict[str, float] = collections.Counter()
